@@ -1,0 +1,129 @@
+//! `/init` of the harness self-test VM.
+//!
+//! Mounts the early filesystems, loads every module named in
+//! `/lib/modules/<release>/modules.load` (written by `images/mkinitramfs.sh`), waits for
+//! `harness.disks=<n>` disks with serials (default 0), prints one line per
+//! `/sys/block` entry, `HARNESS-INIT: done`, and powers off.
+//!
+//! Output lines start with `HARNESS-INIT:` so the host can find them among kernel messages.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sysboot::{cmdline, console, modules, mounts, power};
+
+const TAG: &str = "HARNESS-INIT:";
+
+fn say(line: &str) {
+    console::log(&format!("{TAG} {line}"));
+}
+
+fn main() {
+    if let Err(err) = run() {
+        say(&format!("FAILED: {err}"));
+    }
+    power::sync_and_poweroff();
+}
+
+fn run() -> Result<(), String> {
+    mounts::mount_early().map_err(|e| error_chain(&e))?;
+    let args = cmdline::read().map_err(|e| error_chain(&e))?;
+    let release = modules::kernel_release().map_err(|e| error_chain(&e))?;
+    say(&format!("kernel {release}, uptime {}", uptime()));
+    load_modules(&Path::new("/lib/modules").join(&release))?;
+    let wanted: usize = args
+        .get("harness.disks")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let disks = wait_for_disks(wanted, Duration::from_secs(30));
+    for (name, serial) in &disks {
+        say(&format!("disk {name} serial={serial}"));
+    }
+    say(&format!("uptime {}", uptime()));
+    say("done");
+    Ok(())
+}
+
+fn load_modules(root: &Path) -> Result<(), String> {
+    let index = modules::ModuleIndex::open(root).map_err(|e| error_chain(&e))?;
+    let list = root.join("modules.load");
+    let text = std::fs::read_to_string(&list)
+        .map_err(|e| format!("cannot read {}: {e}", list.display()))?;
+    let mut loaded = 0;
+    for name in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match index.load(name, "") {
+            Ok(()) => loaded += 1,
+            Err(err) => say(&format!("module {name}: {}", error_chain(&err))),
+        }
+    }
+    say(&format!("loaded {loaded} modules"));
+    Ok(())
+}
+
+/// `(name, serial)` of every `/sys/block` entry, sorted by name, once at least `wanted`
+/// have a serial or `timeout` passed.
+fn wait_for_disks(wanted: usize, timeout: Duration) -> Vec<(String, String)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let disks = block_devices();
+        let with_serial = disks.iter().filter(|(_, s)| !s.is_empty()).count();
+        if with_serial >= wanted || Instant::now() >= deadline {
+            return disks;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn block_devices() -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut disks: Vec<(String, String)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let serial = serial_of(&e.path());
+            (name, serial)
+        })
+        .collect();
+    disks.sort();
+    disks
+}
+
+/// virtio-blk exposes `serial`; SCSI disks carry it in VPD page 0x80.
+fn serial_of(dev: &Path) -> String {
+    let candidates: [PathBuf; 2] = [dev.join("serial"), dev.join("device/vpd_pg80")];
+    for path in candidates {
+        if let Ok(bytes) = std::fs::read(&path) {
+            // VPD page 0x80: 4-byte header, then the serial.
+            let body = if path.ends_with("vpd_pg80") && bytes.len() > 4 {
+                &bytes[4..]
+            } else {
+                &bytes[..]
+            };
+            let text = String::from_utf8_lossy(body).trim().to_owned();
+            if !text.is_empty() {
+                return text;
+            }
+        }
+    }
+    String::new()
+}
+
+fn uptime() -> String {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(|s| format!("{s} s")))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,21 @@
+//! Host-side QEMU harness for the appliance's integration tests.
+//!
+//! | module       | what it holds                                                         |
+//! |--------------|-----------------------------------------------------------------------|
+//! | [`paths`]    | the workspace, artifact directories, the kernel to boot               |
+//! | [`build`]    | building binaries, the module and initramfs images (serialised)       |
+//! | [`qemu`]     | VM configuration, start, serial log polling, guaranteed kill          |
+//! | [`logcheck`] | kernel defects in a serial log                                        |
+//!
+//! VM tests are slow (TCG): at most two VMs run at once across all test processes
+//! (see [`qemu::Vm::start`]). Every timeout the harness takes is multiplied by the
+//! environment variable `APPLIANCE_TIMEOUT_FACTOR` (a float, default 1).
+
+pub mod build;
+mod error;
+mod lock;
+pub mod logcheck;
+pub mod paths;
+pub mod qemu;
+
+pub use error::{Error, Result};
