@@ -7,7 +7,10 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What can go wrong while building or running test VMs.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes (not the fields), so `expect()` in a test and
+/// a test returning `Result` show a readable failure with the serial log's tail.
+#[derive(thiserror::Error)]
 pub enum Error {
     /// A file operation failed.
     #[error("{what} {}", path.display())]
@@ -101,5 +104,17 @@ impl Error {
     ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { what, path, source }
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }

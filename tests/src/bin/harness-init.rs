@@ -2,7 +2,7 @@
 //!
 //! Mounts the early filesystems, loads every module named in
 //! `/lib/modules/<release>/modules.load` (written by `images/mkinitramfs.sh`), waits for
-//! `harness.disks=<n>` disks with serials (default 0), prints one line per
+//! `harness.disks=<n>` disks with serials (default 0), prints one line per non-empty
 //! `/sys/block` entry, `HARNESS-INIT: done`, and powers off.
 //!
 //! Output lines start with `HARNESS-INIT:` so the host can find them among kernel messages.
@@ -74,12 +74,16 @@ fn wait_for_disks(wanted: usize, timeout: Duration) -> Vec<(String, String)> {
     }
 }
 
+/// Block devices with a non-zero size (unbound loop devices left out).
 fn block_devices() -> Vec<(String, String)> {
     let Ok(entries) = std::fs::read_dir("/sys/block") else {
         return Vec::new();
     };
     let mut disks: Vec<(String, String)> = entries
         .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("size")).is_ok_and(|size| size.trim() != "0")
+        })
         .map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             let serial = serial_of(&e.path());
