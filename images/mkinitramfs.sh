@@ -12,8 +12,8 @@
 #   --modules LISTFILE  module names, one a line, '#' comments; each module and all its
 #                       dependencies (from /lib/modules/KVER/modules.dep) are copied to
 #                       /lib/modules/KVER/<same path>; built-in modules are skipped
-#   --module-file KO    an extra module (e.g. blksnap.ko) put in /lib/modules/KVER/extra/;
-#                       its dependencies (modinfo depends=) are copied too
+#   --module-file KO    an extra module (e.g. blksnap.ko) put in /lib/modules/KVER/extra/
+#                       without debug info; its dependencies (modinfo depends=) are copied too
 #   --file SRC:DEST     copy a host file to DEST in the image
 #   --bin PROGRAM       copy a host program (path, or name on PATH) to /bin/<name>, with
 #                       its shared libraries
@@ -151,7 +151,8 @@ for ko in "${module_files[@]}"; do
 	[ -f "$ko" ] || die "module file not found: $ko"
 	base=${ko##*/}
 	mkdir -p "$kodir/extra"
-	cp "$ko" "$kodir/extra/$base"
+	# Debug info is for the build tree, not the image (like INSTALL_MOD_STRIP=1).
+	strip --strip-debug -o "$kodir/extra/$base" "$ko" 2>/dev/null || cp "$ko" "$kodir/extra/$base"
 	chmod 0644 "$kodir/extra/$base"
 	deps=()
 	for dep in $(modinfo -F depends "$ko" | tr ',' ' '); do
