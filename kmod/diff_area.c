@@ -15,21 +15,13 @@
 #include <linux/sched.h>
 #include <linux/slab.h>
 #include "common.h"
+#include "chunk_copy.h"
 #include "diff_area.h"
 #include "filter.h"
 #include "memory.h"
 #include "params.h"
 #include "snapshot.h"
 
-/* Copy stages, see bs_chunk_work(). */
-enum {
-	BS_STAGE_START = 0,
-	BS_STAGE_READ_DONE,
-	BS_STAGE_WRITE_DONE,
-};
-
-/* Most chunks copied ahead of a sequential writer. */
-#define BS_COPY_AHEAD_MAX 16
 
 /**
  * struct bs_held - A bio waiting for chunks.
@@ -49,12 +41,6 @@ struct bs_held {
 	bool write;
 };
 
-/* Copy buffers in use, bounded by free_diff_buffer_pool_size. */
-static DEFINE_SPINLOCK(bs_buffer_lock);
-static LIST_HEAD(bs_buffer_waiters);
-static int bs_buffers_used;
-
-static void bs_chunk_work(struct work_struct *work);
 static void bs_release_work(struct work_struct *work);
 
 struct bs_diff_area *bs_diff_area_create(struct bs_snapshot *snapshot,
@@ -86,6 +72,8 @@ struct bs_diff_area *bs_diff_area_create(struct bs_snapshot *snapshot,
 	INIT_LIST_HEAD(&da->held);
 	init_waitqueue_head(&da->wq);
 	INIT_WORK(&da->release_work, bs_release_work);
+	INIT_LIST_HEAD(&da->copy_queue);
+	INIT_WORK(&da->copy_work, bs_copy_queue_work);
 	return da;
 }
 
@@ -107,13 +95,13 @@ void bs_diff_area_destroy(struct bs_diff_area *da)
 	bs_kfree(da);
 }
 
-static bool bs_da_passing(struct bs_diff_area *da)
+bool bs_diff_area_passing(struct bs_diff_area *da)
 {
 	return READ_ONCE(da->stopping) || bs_snapshot_is_corrupted(da->snapshot);
 }
 
 /* Drop one in-flight reference; the last one wakes bs_diff_area_wait_idle(). */
-static void bs_da_put(struct bs_diff_area *da)
+void bs_da_put(struct bs_diff_area *da)
 {
 	unsigned long flags;
 
@@ -178,9 +166,7 @@ static struct bs_chunk *bs_chunk_get(struct bs_diff_area *da,
 	c->number = nr;
 	c->sectors = bs_chunk_sectors(da, nr);
 	c->state = BS_CHUNK_NEW;
-	atomic_set(&c->io_pending, 0);
-	INIT_WORK(&c->work, bs_chunk_work);
-	INIT_LIST_HEAD(&c->wait_link);
+	INIT_LIST_HEAD(&c->copy_link);
 
 	old = xa_cmpxchg(&da->chunks, nr, NULL, c, gfp);
 	if (!old)
@@ -208,9 +194,10 @@ static void bs_chunk_start_copy(struct bs_diff_area *da, struct bs_chunk *c)
 	if (c->state != BS_CHUNK_NEW)
 		return;
 	c->state = BS_CHUNK_LOADING;
-	c->stage = BS_STAGE_START;
 	da->inflight++;
-	queue_work(bs_wq, &c->work);
+	list_add_tail(&c->copy_link, &da->copy_queue);
+	if (queue_work(bs_wq, &da->copy_work))
+		da->inflight++;
 }
 
 static bool bs_held_ready(struct bs_diff_area *da, struct bs_held *h)
@@ -270,190 +257,30 @@ static void bs_release_work(struct work_struct *work)
 	bs_da_put(da);
 }
 
-static bool bs_buffer_acquire(struct bs_chunk *c)
+/*
+ * A batch of chunks was copied (or failed): publish their states, release
+ * the bios waiting for them and drop their references.
+ */
+void bs_diff_area_chunks_done(struct bs_diff_area *da,
+			      struct list_head *chunks, int error, bool report)
 {
-	int limit = max(bs_free_diff_buffer_pool_size, 4);
-	bool ok = true;
-
-	spin_lock(&bs_buffer_lock);
-	if (bs_buffers_used >= limit) {
-		list_add_tail(&c->wait_link, &bs_buffer_waiters);
-		ok = false;
-	} else {
-		bs_buffers_used++;
-		c->has_buffer = true;
-	}
-	spin_unlock(&bs_buffer_lock);
-	return ok;
-}
-
-/* Give the chunk's buffer slot to the oldest waiter, if any. */
-static void bs_buffer_release(struct bs_chunk *c)
-{
-	struct bs_chunk *next;
-
-	if (!c->has_buffer)
-		return;
-	c->has_buffer = false;
-	spin_lock(&bs_buffer_lock);
-	next = list_first_entry_or_null(&bs_buffer_waiters, struct bs_chunk,
-					wait_link);
-	if (next) {
-		list_del_init(&next->wait_link);
-		next->has_buffer = true;
-		queue_work(bs_wq, &next->work);
-	} else {
-		bs_buffers_used--;
-	}
-	spin_unlock(&bs_buffer_lock);
-}
-
-static void bs_chunk_free_pages(struct bs_chunk *c)
-{
-	unsigned int i;
-
-	if (!c->pages)
-		return;
-	for (i = 0; i < c->nr_pages; i++)
-		bs_free_page(c->pages[i]);
-	bs_kfree(c->pages);
-	c->pages = NULL;
-	c->nr_pages = 0;
-}
-
-static int bs_chunk_alloc_pages(struct bs_chunk *c)
-{
-	unsigned int nr = DIV_ROUND_UP(c->sectors << SECTOR_SHIFT, PAGE_SIZE);
-	unsigned int i;
-
-	c->pages = bs_kzalloc(sizeof(*c->pages) * nr, GFP_NOIO);
-	if (!c->pages)
-		return -ENOMEM;
-	c->nr_pages = nr;
-	for (i = 0; i < nr; i++) {
-		c->pages[i] = bs_alloc_page(GFP_NOIO);
-		if (!c->pages[i]) {
-			bs_chunk_free_pages(c);
-			return -ENOMEM;
-		}
-	}
-	return 0;
-}
-
-static void bs_chunk_io_put(struct bs_chunk *c)
-{
-	if (atomic_dec_and_test(&c->io_pending))
-		queue_work(bs_wq, &c->work);
-}
-
-static void bs_chunk_endio(struct bio *bio)
-{
-	struct bs_chunk *c = bio->bi_private;
-
-	if (bio->bi_status && !c->io_error)
-		c->io_error = blk_status_to_errno(bio->bi_status);
-	bio_put(bio);
-	bs_chunk_io_put(c);
-}
-
-/* Read or write the whole chunk buffer; completion requeues c->work. */
-static void bs_chunk_io(struct bs_chunk *c, struct block_device *bdev,
-			sector_t sector, enum req_op op)
-{
-	unsigned int bytes_left = c->sectors << SECTOR_SHIFT;
-	unsigned int done = 0;
-
-	c->io_error = 0;
-	atomic_set(&c->io_pending, 1);
-	while (done < c->nr_pages) {
-		unsigned int n = min_t(unsigned int, c->nr_pages - done,
-				       BIO_MAX_VECS);
-		struct bio *bio;
-		unsigned int i;
-
-		bio = bio_alloc_bioset(bdev, n, op, GFP_NOIO, &bs_bioset);
-		bio->bi_iter.bi_sector = sector +
-			((sector_t)done << (PAGE_SHIFT - SECTOR_SHIFT));
-		bio->bi_end_io = bs_chunk_endio;
-		bio->bi_private = c;
-		for (i = 0; i < n; i++) {
-			unsigned int len = min_t(unsigned int, bytes_left,
-						 PAGE_SIZE);
-
-			bio_add_page(bio, c->pages[done + i], len, 0);
-			bytes_left -= len;
-		}
-		atomic_inc(&c->io_pending);
-		submit_bio_noacct(bio);
-		done += n;
-	}
-	bs_chunk_io_put(c);
-}
-
-/* End of a copy: publish the state, release held bios, drop the ref. */
-static void bs_chunk_finish(struct bs_chunk *c, int error, bool report)
-{
-	struct bs_diff_area *da = c->da;
+	struct bs_chunk *c, *tmp;
 	unsigned long flags;
+	unsigned int n = 0;
 
-	bs_chunk_free_pages(c);
-	bs_buffer_release(c);
 	spin_lock_irqsave(&da->lock, flags);
-	WRITE_ONCE(c->state, error ? BS_CHUNK_FAILED : BS_CHUNK_STORED);
+	list_for_each_entry_safe(c, tmp, chunks, copy_link) {
+		list_del_init(&c->copy_link);
+		WRITE_ONCE(c->state, error ? BS_CHUNK_FAILED : BS_CHUNK_STORED);
+		n++;
+	}
 	spin_unlock_irqrestore(&da->lock, flags);
 
 	if (error && report)
 		bs_snapshot_corrupt(da->snapshot, da, error);
 	bs_da_release(da);
-	bs_da_put(da);
-}
-
-static void bs_chunk_work(struct work_struct *work)
-{
-	struct bs_chunk *c = container_of(work, struct bs_chunk, work);
-	struct bs_diff_area *da = c->da;
-	sector_t store_sectors;
-	int ret;
-
-	switch (c->stage) {
-	case BS_STAGE_START:
-		if (bs_da_passing(da)) {
-			bs_chunk_finish(c, -ECANCELED, false);
-			return;
-		}
-		if (!c->has_buffer && !bs_buffer_acquire(c))
-			return; /* requeued when a buffer slot frees */
-		ret = bs_chunk_alloc_pages(c);
-		if (ret) {
-			bs_chunk_finish(c, ret, true);
-			return;
-		}
-		c->stage = BS_STAGE_READ_DONE;
-		bs_chunk_io(c, da->orig_bdev, bs_chunk_start(da, c->number),
-			    REQ_OP_READ);
-		return;
-
-	case BS_STAGE_READ_DONE:
-		if (c->io_error || bs_da_passing(da)) {
-			bs_chunk_finish(c, c->io_error ? c->io_error :
-					-ECANCELED, c->io_error);
-			return;
-		}
-		/* Keep storage allocations 4 KiB aligned. */
-		store_sectors = round_up(c->sectors, 8);
-		ret = bs_diff_storage_alloc(da->ds, store_sectors, &c->loc);
-		if (ret) {
-			bs_chunk_finish(c, ret, true);
-			return;
-		}
-		c->stage = BS_STAGE_WRITE_DONE;
-		bs_chunk_io(c, c->loc.bdev, c->loc.sector, REQ_OP_WRITE);
-		return;
-
-	case BS_STAGE_WRITE_DONE:
-		bs_chunk_finish(c, c->io_error, true);
-		return;
-	}
+	while (n--)
+		bs_da_put(da);
 }
 
 /*
@@ -473,7 +300,7 @@ bool bs_diff_area_cow(struct bs_diff_area *da, struct bio *bio,
 	bool hold = false;
 	struct bs_chunk *c;
 
-	if (!count || sector >= da->capacity || bs_da_passing(da))
+	if (!count || sector >= da->capacity || bs_diff_area_passing(da))
 		return false;
 	first = sector >> da->chunk_shift;
 	last = min_t(u64, (sector + count - 1) >> da->chunk_shift,
@@ -505,8 +332,7 @@ bool bs_diff_area_cow(struct bs_diff_area *da, struct bio *bio,
 		c = xa_load(&da->chunks, first - 1);
 		if (c && READ_ONCE(c->state) != BS_CHUNK_NEW) {
 			ahead_end = min_t(u64, last + 1 +
-					  min_t(u64, last - first + 2,
-						BS_COPY_AHEAD_MAX),
+					  max(bs_copy_ahead_chunks, 0),
 					  da->chunk_count);
 			for (nr = last + 1; nr < ahead_end; nr++)
 				if (!bs_chunk_get(da, nr, gfp))

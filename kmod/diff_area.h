@@ -37,14 +37,7 @@ enum bs_chunk_state {
  * @readers: Image reads of the original in flight (under @da->lock);
  *	held writes wait for them.
  * @loc: Location in the difference storage, valid once STORED.
- * @stage: Copy progress, owned by whoever runs @work.
- * @has_buffer: Holds one of the free_diff_buffer_pool_size copy slots.
- * @pages: Copy buffer while LOADING.
- * @nr_pages: Pages in @pages.
- * @io_pending: Bios of the current stage in flight, plus one.
- * @io_error: First error of the current stage.
- * @work: Runs the copy stages on bs_wq.
- * @wait_link: Entry in the list of chunks waiting for a copy buffer.
+ * @copy_link: Entry in &bs_diff_area.copy_queue, then in its copy batch.
  */
 struct bs_chunk {
 	struct bs_diff_area *da;
@@ -53,14 +46,7 @@ struct bs_chunk {
 	int state;
 	int readers;
 	struct bs_store_loc loc;
-	int stage;
-	bool has_buffer;
-	struct page **pages;
-	unsigned int nr_pages;
-	atomic_t io_pending;
-	int io_error;
-	struct work_struct work;
-	struct list_head wait_link;
+	struct list_head copy_link;
 };
 
 /**
@@ -81,6 +67,8 @@ struct bs_chunk {
  * @stopping: The snapshot is being destroyed: everything passes.
  * @wq: Woken when @inflight reaches zero.
  * @release_work: Re-examines @held.
+ * @copy_queue: Chunks waiting to be grouped into copy batches.
+ * @copy_work: Groups @copy_queue into batches (chunk_copy.c).
  */
 struct bs_diff_area {
 	struct bs_snapshot *snapshot;
@@ -97,6 +85,8 @@ struct bs_diff_area {
 	bool stopping;
 	wait_queue_head_t wq;
 	struct work_struct release_work;
+	struct list_head copy_queue;
+	struct work_struct copy_work;
 };
 
 struct bs_diff_area *bs_diff_area_create(struct bs_snapshot *snapshot,
@@ -109,6 +99,10 @@ bool bs_diff_area_cow(struct bs_diff_area *da, struct bio *bio,
 		      sector_t sector, sector_t count);
 void bs_diff_area_image_io(struct bs_diff_area *da, struct bio *bio);
 void bs_diff_area_kick(struct bs_diff_area *da);
+bool bs_diff_area_passing(struct bs_diff_area *da);
+void bs_da_put(struct bs_diff_area *da);
+void bs_diff_area_chunks_done(struct bs_diff_area *da,
+			      struct list_head *chunks, int error, bool report);
 int bs_diff_area_init(void);
 void bs_diff_area_exit(void);
 

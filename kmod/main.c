@@ -25,6 +25,7 @@ int bs_chunk_maximum_count = 2097152;
 int bs_chunk_maximum_in_cache = 32;
 int bs_free_diff_buffer_pool_size = 128;
 int bs_diff_storage_minimum = 2097152;
+int bs_copy_ahead_chunks = 16;
 
 module_param_named(tracking_block_minimum_shift,
 		   bs_tracking_block_minimum_shift, int, 0644);
@@ -49,6 +50,9 @@ MODULE_PARM_DESC(free_diff_buffer_pool_size,
 module_param_named(diff_storage_minimum, bs_diff_storage_minimum, int, 0644);
 MODULE_PARM_DESC(diff_storage_minimum,
 		 "Sectors requested by a low free space event");
+module_param_named(copy_ahead_chunks, bs_copy_ahead_chunks, int, 0644);
+MODULE_PARM_DESC(copy_ahead_chunks,
+		 "Chunks copied ahead of a sequential writer (0: off)");
 
 struct bio_set bs_bioset;
 struct bio_set bs_split_set;

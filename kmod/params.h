@@ -10,5 +10,6 @@ extern int bs_chunk_maximum_count;
 extern int bs_chunk_maximum_in_cache;
 extern int bs_free_diff_buffer_pool_size;
 extern int bs_diff_storage_minimum;
+extern int bs_copy_ahead_chunks;
 
 #endif /* __BLKSNAP_PARAMS_H */
