@@ -1,0 +1,121 @@
+//! The REST API under `/api/v1`: router assembly, shared state, and handlers grouped by
+//! resource. Handlers are thin: they translate requests into calls on the state and the
+//! results into JSON; [`ApiError`] is the one mapping from failures to HTTP.
+//!
+//! Security posture: only [`PUBLIC_PATHS`] (health probe, login) answer without
+//! credentials; everything else, including unknown paths and wrong methods, sits behind
+//! [`auth::require_auth`].
+
+pub mod auth;
+pub mod error;
+pub mod system;
+
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
+
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+use crate::auth::{LoginLimiter, PasswordStore, Sessions};
+
+/// The version reported by the health call.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the daemon is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopRequest {
+    /// Keep running.
+    None,
+    /// `POST /api/v1/shutdown`: stop and power the appliance off.
+    PowerOff,
+}
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// The admin password hash.
+    pub passwords: PasswordStore,
+    /// Live login sessions.
+    pub sessions: Sessions,
+    /// Failed-login records.
+    pub limiter: Mutex<LoginLimiter>,
+    /// Tells the daemon's main task to stop.
+    pub stop: watch::Sender<StopRequest>,
+    /// Whether the guarded debug calls exist (boot key `debug=1`).
+    pub debug: bool,
+}
+
+impl AppState {
+    /// Wraps the parts; returns the state and the receiver the daemon watches for stop
+    /// requests.
+    pub fn new(passwords: PasswordStore, debug: bool) -> (Self, watch::Receiver<StopRequest>) {
+        let (stop, stop_rx) = watch::channel(StopRequest::None);
+        let inner = Inner {
+            passwords,
+            sessions: Sessions::new(),
+            limiter: Mutex::new(LoginLimiter::new()),
+            stop,
+            debug,
+        };
+        (
+            AppState {
+                inner: Arc::new(inner),
+            },
+            stop_rx,
+        )
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// Marks a request that came in over the root-only local socket: the peer is root on
+/// this machine and needs no token.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalPeer;
+
+/// Paths that need no credentials: the health probe and the login call.
+pub const PUBLIC_PATHS: &[&str] = &["/api/v1/health", "/api/v1/auth/login"];
+
+/// Assembles the whole application. [`auth::require_auth`] wraps every route, the 404
+/// fallback and the 405 answers, letting only [`PUBLIC_PATHS`] through unauthenticated.
+pub fn make_app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route(PUBLIC_PATHS[0], get(system::health))
+        .route(PUBLIC_PATHS[1], post(auth::login))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/shutdown", post(system::shutdown));
+    if state.debug {
+        router = router.route("/api/v1/debug/crash", post(system::debug_crash));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::require_auth))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests;
