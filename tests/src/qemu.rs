@@ -266,6 +266,9 @@ fn acquire_slot() -> Result<lock::Held> {
 
 impl Vm {
     /// Starts QEMU for `cfg` once a VM slot is free.
+    ///
+    /// QEMU is killed when the `Vm` is dropped, and also (parent-death signal) when the
+    /// thread that called `start` ends, so keep the `Vm` on that thread.
     pub fn start(cfg: VmConfig) -> Result<Vm> {
         let slot = acquire_slot()?;
         let dir = artifacts_dir(&cfg.name);
@@ -288,17 +291,24 @@ impl Vm {
             .map_err(Error::io("cannot duplicate", &qemu_log))?;
         let child = {
             use std::os::unix::process::CommandExt;
-            Command::new("qemu-system-x86_64")
-                .args(&args)
+            let mut cmd = Command::new("qemu-system-x86_64");
+            cmd.args(&args)
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
-                .process_group(0)
-                .spawn()
-                .map_err(|source| Error::Spawn {
-                    program: "qemu-system-x86_64".into(),
-                    source,
-                })?
+                .process_group(0);
+            // SAFETY: the closure runs in the forked child before exec and only makes the
+            // prctl system call, which is async-signal-safe; it touches no shared state.
+            unsafe {
+                cmd.pre_exec(|| {
+                    // QEMU must not outlive a test process that was killed outright.
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+                });
+            }
+            cmd.spawn().map_err(|source| Error::Spawn {
+                program: "qemu-system-x86_64".into(),
+                source,
+            })?
         };
         let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
         Ok(Vm {

@@ -46,17 +46,15 @@ fn run() -> Result<(), String> {
 
 fn load_modules(root: &Path) -> Result<(), String> {
     let index = modules::ModuleIndex::open(root).map_err(|e| error_chain(&e))?;
-    let list = root.join("modules.load");
-    let text = std::fs::read_to_string(&list)
-        .map_err(|e| format!("cannot read {}: {e}", list.display()))?;
-    let mut loaded = 0;
-    for name in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        match index.load(name, "") {
-            Ok(()) => loaded += 1,
-            Err(err) => say(&format!("module {name}: {}", error_chain(&err))),
-        }
+    let listed = index.listed().map_err(|e| error_chain(&e))?.len();
+    let failures = index.load_listed().map_err(|e| error_chain(&e))?;
+    for (name, err) in &failures {
+        say(&format!("module {name}: {}", error_chain(err)));
     }
-    say(&format!("loaded {loaded} modules"));
+    say(&format!(
+        "loaded {} of {listed} modules",
+        listed - failures.len()
+    ));
     Ok(())
 }
 

@@ -17,6 +17,9 @@ use nix::kmod::{delete_module, finit_module, DeleteModuleFlags, ModuleInitFlags}
 
 use crate::Error;
 
+/// The list of modules to load at boot, beside `modules.dep`.
+pub const LOAD_LIST: &str = "modules.load";
+
 /// `MODULE_INIT_COMPRESSED_FILE` from `<linux/module.h>`: the kernel decompresses.
 const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
 
@@ -121,6 +124,31 @@ impl ModuleIndex {
         }
         order.push(entry.path.clone());
         Ok(())
+    }
+
+    /// The names in `<root>/modules.load` (written by `images/mkinitramfs.sh`: the
+    /// image's module list), in order; blank lines and `#` comments skipped.
+    pub fn listed(&self) -> Result<Vec<String>, Error> {
+        let path = self.root.join(LOAD_LIST);
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path, source })?;
+        Ok(text
+            .lines()
+            .map(|line| line.split('#').next().unwrap_or("").trim())
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Loads every module of [`ModuleIndex::listed`] in order, going on past failures;
+    /// returns the failures. Fails only when the list cannot be read.
+    pub fn load_listed(&self) -> Result<Vec<(String, Error)>, Error> {
+        let mut failures = Vec::new();
+        for name in self.listed()? {
+            if let Err(err) = self.load(&name, "") {
+                failures.push((name, err));
+            }
+        }
+        Ok(failures)
     }
 
     /// Loads `name` with module parameters `params` (`"key=value key2=value"`, or ""),
@@ -324,6 +352,17 @@ kernel/drivers/md/dm-mod.ko.xz:
     fn missing_dependency_entry_is_reported() {
         let (_dir, index) = fixture("missing", "a.ko: b.ko\n");
         assert!(matches!(index.resolve("a"), Err(Error::UnknownModule(n)) if n == "b"));
+    }
+
+    #[test]
+    fn listed_modules_keep_their_order() {
+        let (dir, index) = fixture("listed", DEP);
+        std::fs::write(
+            dir.0.join(LOAD_LIST),
+            "ext4\n# comment\n\n virtio-blk # disks\n",
+        )
+        .expect("write modules.load");
+        assert_eq!(index.listed().expect("listed"), ["ext4", "virtio-blk"]);
     }
 
     #[test]

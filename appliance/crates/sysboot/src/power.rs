@@ -14,6 +14,12 @@ pub fn sync_and_reboot() -> ! {
     finish(RebootMode::RB_AUTOBOOT, "reboot")
 }
 
+/// Logs `message` to the console as fatal, then syncs and powers off. Never returns.
+pub fn fatal(message: &str) -> ! {
+    console::log(&format!("FATAL: {message}"));
+    sync_and_poweroff()
+}
+
 fn finish(mode: RebootMode, what: &str) -> ! {
     nix::unistd::sync();
     // `reboot` only returns on failure.
