@@ -23,6 +23,14 @@ struct ParamGuard {
     old: u64,
 }
 
+impl ParamGuard {
+    fn set(name: &'static str, value: u64) -> Result<Self> {
+        let old = params::get(name)?;
+        params::set(name, value)?;
+        Ok(Self { name, old })
+    }
+}
+
 impl Drop for ParamGuard {
     fn drop(&mut self) {
         if let Err(e) = params::set(self.name, self.old) {
@@ -38,17 +46,18 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     let ctl = ctx.ctl()?;
     let chunk = params::chunk_size(orig.size)?;
     let loaded = params::get("diff_storage_minimum")?;
-    let _guard;
+    let mut guards = Vec::new();
     let minimum = if loaded > SMALL_MINIMUM {
-        params::set("diff_storage_minimum", SMALL_MINIMUM)?;
-        _guard = ParamGuard {
-            name: "diff_storage_minimum",
-            old: loaded,
-        };
+        guards.push(ParamGuard::set("diff_storage_minimum", SMALL_MINIMUM)?);
         SMALL_MINIMUM
     } else {
         loaded
     };
+    // This module may copy ahead of sequential writers (its own parameter,
+    // not part of the contract): off, so the storage used is known here.
+    if params::get("copy_ahead_chunks").is_ok() {
+        guards.push(ParamGuard::set("copy_ahead_chunks", 0)?);
+    }
     let minimum_bytes = minimum * 512;
     note!("low_space: diff_storage_minimum {minimum} sectors, chunk {chunk}");
     let model = fill_pattern(orig, 0x10)?;
@@ -68,16 +77,19 @@ pub fn run(ctx: &Ctx) -> Result<()> {
     snap.take()?;
     let image = snap.image_of(orig.dev)?;
 
-    // One 4 KiB write at the start of each chunk copies one chunk each.
+    // One 4 KiB write at the start of a chunk copies that chunk; the chunks
+    // are visited out of order (stride 37) so no write follows another.
     let f = io::open_direct(&orig.path, true)?;
     let mut copied = 0u64;
     let mut seen = None;
     let budget = first * 512 - chunk;
+    let chunks = orig.size / chunk;
     let mut k = 0u64;
     while copied + chunk <= budget {
+        let at = (k * 37 % chunks) * chunk;
         let data = crate::rng::Rng::new(k).bytes(4096);
-        io::write_direct(&f, k * chunk, &data).with_context(|| format!("write chunk {k}"))?;
-        model.apply(k * chunk, &data);
+        io::write_direct(&f, at, &data).with_context(|| format!("write at {at}"))?;
+        model.apply(at, &data);
         copied += chunk;
         k += 1;
         if let Some(ev) = ctl.wait_event(snap.id, Duration::from_millis(10))? {
