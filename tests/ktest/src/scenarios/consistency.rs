@@ -61,6 +61,7 @@ fn one_round(
     round: u64,
 ) -> Result<u64> {
     let ctl = ctx.ctl()?;
+    let started = std::time::Instant::now();
     let pre = model.copy();
     let pre_hash = blake3::hash(&pre);
     let snap = Snap::take_new(&ctl, &[orig.dev], store, &storage_ranges(store, 4))?;
@@ -82,11 +83,12 @@ fn one_round(
     let writes: usize = written.iter().map(|w| w.ranges.len()).sum();
     let bytes: u64 = written.iter().map(|w| w.bytes).sum();
     note!(
-        "consistency round {round}: {writes} writes, {bytes} bytes; pre {} image during {} after {}; original now {}",
+        "consistency round {round}: {writes} writes, {bytes} bytes; pre {} image during {} after {}; original now {} ({:.1} s)",
         io::short(&pre_hash),
         io::short(&during),
         io::short(&after),
-        io::short(&now)
+        io::short(&now),
+        started.elapsed().as_secs_f64()
     );
     Ok(bytes)
 }
