@@ -100,6 +100,34 @@ fn bad_input() {
     scenario("bad_input", 600, None);
 }
 
+/// Every functional scenario one after another in a single boot (run with
+/// `--ignored`): checks that scenarios leave nothing behind for the next.
+#[test]
+#[ignore = "long: every scenario in one VM"]
+fn all_in_one_boot() {
+    let out = Run {
+        name: "kmod-all",
+        scenario: "all",
+        modparams: None,
+        timeout: Duration::from_secs(2400),
+        bench: false,
+    }
+    .go();
+    for name in [
+        "consistency",
+        "partitions",
+        "discard",
+        "cbt",
+        "low_space",
+        "overflow",
+        "image_write",
+        "cycles",
+        "bad_input",
+    ] {
+        check(name, &out);
+    }
+}
+
 #[test]
 fn protocol_lines_are_parsed() {
     let log = "boot\nKTEST-BEGIN cbt\n[  1.0] x KTEST-PASS cbt\nKTEST-FAIL bad_input: 2 cases wrong: a | b\n\

@@ -142,6 +142,12 @@ fn run_all(ctx: &Ctx, names: &[String]) {
         let start = Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(ctx)));
         watchdog::disarm();
+        // Each scenario starts from no snapshots and no trackers.
+        if ctx::blksnap_in_proc_modules().unwrap_or(false) {
+            if let Err(e) = cleanup() {
+                note!("cleanup after {name}: {e:#}");
+            }
+        }
         let secs = start.elapsed().as_secs_f64();
         match outcome {
             Ok(Ok(())) => {
@@ -177,6 +183,7 @@ fn finish(ctx: &Ctx) {
 }
 
 fn cleanup() -> Result<()> {
+    ctx::wait_path(Path::new(blksnap::DEFAULT_PATH), Duration::from_secs(5))?;
     let ctl = blksnap::Blksnap::open()?;
     for id in ctl.snapshot_collect()? {
         note!("cleanup: destroying leftover snapshot {id}");
