@@ -39,8 +39,8 @@ enum {
  * @loc: Storage allocated for the batch.
  * @stage: Progress, owned by whoever runs @work.
  * @has_slots: Holds @nr_chunks buffer slots.
- * @pages: Copy buffer.
- * @nr_pages: Pages in @pages.
+ * @pages: Copy buffer: 64 KiB segments.
+ * @nr_pages: Segments in @pages.
  * @io_pending: Bios of the current stage in flight, plus one.
  * @io_error: First error of the current stage.
  * @work: Runs the stages on bs_wq.
@@ -62,6 +62,21 @@ struct bs_copy {
 	struct work_struct work;
 	struct list_head wait_link;
 };
+
+#define BS_SEG_ORDER 4
+#define BS_SEG_SHIFT (PAGE_SHIFT + BS_SEG_ORDER)
+#define BS_SEG_SIZE (1U << BS_SEG_SHIFT)
+
+/* Idle copy buffer segments. */
+static DEFINE_SPINLOCK(bs_pool_lock);
+static LIST_HEAD(bs_pool);
+static unsigned int bs_pool_size;
+
+/* Keep at most the segments of free_diff_buffer_pool_size 256 KiB chunks. */
+static unsigned int bs_pool_max(void)
+{
+	return max(bs_free_diff_buffer_pool_size, 0) * 4;
+}
 
 /* Buffer slots (one per chunk) in use, and batches waiting for slots. */
 static DEFINE_SPINLOCK(bs_slot_lock);
@@ -112,6 +127,57 @@ static void bs_slots_release(struct bs_copy *copy)
 	spin_unlock(&bs_slot_lock);
 }
 
+/*
+ * Copy buffers are built from 64 KiB segments (order-4 pages) kept in a
+ * pool between copies: allocating and freeing single pages for every
+ * copy costs more than the copy itself on slow CPUs.
+ */
+static struct page *bs_seg_get(void)
+{
+	struct page *page;
+
+	spin_lock(&bs_pool_lock);
+	page = list_first_entry_or_null(&bs_pool, struct page, lru);
+	if (page) {
+		list_del(&page->lru);
+		bs_pool_size--;
+	}
+	spin_unlock(&bs_pool_lock);
+	if (page)
+		return page;
+	return bs_alloc_pages(GFP_NOIO | __GFP_NOWARN | __GFP_NORETRY,
+			      BS_SEG_ORDER);
+}
+
+static void bs_seg_put(struct page *page)
+{
+	spin_lock(&bs_pool_lock);
+	if (bs_pool_size < bs_pool_max()) {
+		list_add(&page->lru, &bs_pool);
+		bs_pool_size++;
+		page = NULL;
+	}
+	spin_unlock(&bs_pool_lock);
+	if (page)
+		bs_free_pages(page, BS_SEG_ORDER);
+}
+
+/* Free the pooled segments (no snapshot is left). */
+void bs_copy_pool_trim(void)
+{
+	struct page *page, *tmp;
+	LIST_HEAD(list);
+
+	spin_lock(&bs_pool_lock);
+	list_splice_init(&bs_pool, &list);
+	bs_pool_size = 0;
+	spin_unlock(&bs_pool_lock);
+	list_for_each_entry_safe(page, tmp, &list, lru) {
+		list_del(&page->lru);
+		bs_free_pages(page, BS_SEG_ORDER);
+	}
+}
+
 static void bs_copy_free_pages(struct bs_copy *copy)
 {
 	unsigned int i;
@@ -119,7 +185,7 @@ static void bs_copy_free_pages(struct bs_copy *copy)
 	if (!copy->pages)
 		return;
 	for (i = 0; i < copy->nr_pages; i++)
-		bs_free_page(copy->pages[i]);
+		bs_seg_put(copy->pages[i]);
 	bs_kfree(copy->pages);
 	copy->pages = NULL;
 	copy->nr_pages = 0;
@@ -128,7 +194,7 @@ static void bs_copy_free_pages(struct bs_copy *copy)
 static int bs_copy_alloc_pages(struct bs_copy *copy)
 {
 	unsigned int nr = DIV_ROUND_UP(copy->sectors << SECTOR_SHIFT,
-				       PAGE_SIZE);
+				       BS_SEG_SIZE);
 	unsigned int i;
 
 	copy->pages = bs_kzalloc(sizeof(*copy->pages) * nr, GFP_NOIO);
@@ -136,7 +202,7 @@ static int bs_copy_alloc_pages(struct bs_copy *copy)
 		return -ENOMEM;
 	copy->nr_pages = nr;
 	for (i = 0; i < nr; i++) {
-		copy->pages[i] = bs_alloc_page(GFP_NOIO);
+		copy->pages[i] = bs_seg_get();
 		if (!copy->pages[i]) {
 			copy->nr_pages = i;
 			bs_copy_free_pages(copy);
@@ -179,12 +245,12 @@ static void bs_copy_io(struct bs_copy *copy, struct block_device *bdev,
 
 		bio = bio_alloc_bioset(bdev, n, op, GFP_NOIO, &bs_bioset);
 		bio->bi_iter.bi_sector = sector +
-			((sector_t)done << (PAGE_SHIFT - SECTOR_SHIFT));
+			((sector_t)done << (BS_SEG_SHIFT - SECTOR_SHIFT));
 		bio->bi_end_io = bs_copy_endio;
 		bio->bi_private = copy;
 		for (i = 0; i < n; i++) {
 			unsigned int len = min_t(unsigned int, bytes_left,
-						 PAGE_SIZE);
+						 BS_SEG_SIZE);
 
 			bio_add_page(bio, copy->pages[done + i], len, 0);
 			bytes_left -= len;

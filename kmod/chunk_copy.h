@@ -6,5 +6,6 @@ struct work_struct;
 
 /* Work function of &bs_diff_area.copy_work. */
 void bs_copy_queue_work(struct work_struct *work);
+void bs_copy_pool_trim(void);
 
 #endif /* __BLKSNAP_CHUNK_COPY_H */

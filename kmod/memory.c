@@ -59,6 +59,23 @@ void bs_free_page(struct page *page)
 	__free_page(page);
 }
 
+struct page *bs_alloc_pages(gfp_t gfp, unsigned int order)
+{
+	struct page *page = alloc_pages(gfp, order);
+
+	if (page)
+		atomic_long_inc(&bs_allocations);
+	return page;
+}
+
+void bs_free_pages(struct page *page, unsigned int order)
+{
+	if (!page)
+		return;
+	atomic_long_dec(&bs_allocations);
+	__free_pages(page, order);
+}
+
 long bs_memory_outstanding(void)
 {
 	return atomic_long_read(&bs_allocations);

@@ -16,6 +16,8 @@ void *bs_vzalloc(unsigned long size);
 void bs_vfree(const void *ptr);
 struct page *bs_alloc_page(gfp_t gfp);
 void bs_free_page(struct page *page);
+struct page *bs_alloc_pages(gfp_t gfp, unsigned int order);
+void bs_free_pages(struct page *page, unsigned int order);
 long bs_memory_outstanding(void);
 
 #endif /* __BLKSNAP_MEMORY_H */

@@ -6,6 +6,7 @@
 #include <linux/uaccess.h>
 #include <uapi/blksnap.h>
 #include "cbt_map.h"
+#include "chunk_copy.h"
 #include "common.h"
 #include "diff_area.h"
 #include "diff_storage.h"
@@ -189,6 +190,8 @@ static void bs_snapshot_unlink(struct bs_snapshot *s)
 	bs_event_queue_close(&s->eq);
 	pr_info("snapshot %pUb destroyed\n", s->id.b);
 	bs_snapshot_put(s);
+	if (list_empty(&bs_snapshots))
+		bs_copy_pool_trim();
 }
 
 /* SNAPSHOT_DESTROY. Caller holds bs_ctl_mutex. */
