@@ -169,13 +169,54 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         cow.name,
         cow.size
     );
-    let mut rows: Vec<Row> = Vec::new();
-    let mut add = |config, workload, runs: Vec<f64>| {
-        let row = Row {
+    // Every block of both disks written once first: the sparse image files
+    // behind them then need no allocation on the host during the runs.
+    for d in [disk, cow] {
+        let mbps = pass(&d.path, d.size, Workload::Seq)?;
+        note!("bench: warm-up of {} at {mbps:.1} MB/s", d.name);
+    }
+    let dm = dmsetup_path();
+    if dm.is_none() {
+        note!("bench: no dmsetup in the image: dm-snapshot rows skipped");
+    }
+    // Configurations are interleaved within each repetition so that drifts
+    // of the host's load touch them all alike.
+    let mut runs: Vec<(&'static str, Workload, Vec<f64>)> = Vec::new();
+    let mut record = |config: &'static str, w: Workload, v: f64| match runs
+        .iter_mut()
+        .find(|(c, x, _)| *c == config && *x == w)
+    {
+        Some(entry) => entry.2.push(v),
+        None => runs.push((config, w, vec![v])),
+    };
+    for w in [Workload::Seq, Workload::Rand] {
+        for rep in 0..REPS {
+            record("plain", w, pass(&disk.path, disk.size, w)?);
+            let snap = Snap::take_new(&ctl, &[disk.dev], cow, &storage_ranges(cow, 1))?;
+            record("blksnap_fresh", w, pass(&disk.path, disk.size, w)?);
+            record("blksnap_copied", w, pass(&disk.path, disk.size, w)?);
+            snap.destroy()?;
+            record("tracked_no_snapshot", w, pass(&disk.path, disk.size, w)?);
+            ctl.tracker_remove(disk.dev)?;
+            if let Some(bin) = &dm {
+                let bo = Path::new("/dev/mapper/bo");
+                let snap = DmSnap::new(bin, disk, cow, chunk)?;
+                record("dm_snapshot_fresh", w, pass(bo, disk.size, w)?);
+                record("dm_snapshot_copied", w, pass(bo, disk.size, w)?);
+                drop(snap);
+            }
+            note!("bench: {} repetition {rep} done", w.name());
+        }
+    }
+    let rows: Vec<Row> = runs
+        .into_iter()
+        .map(|(config, workload, runs)| Row {
             config,
             workload,
             runs,
-        };
+        })
+        .collect();
+    for row in &rows {
         note!(
             "bench: {} {} {:.1} MB/s (runs {:?})",
             row.config,
@@ -183,42 +224,6 @@ pub fn run(ctx: &Ctx) -> Result<()> {
             row.mbps(),
             row.runs
         );
-        rows.push(row);
-    };
-    for w in [Workload::Seq, Workload::Rand] {
-        let plain = (0..REPS)
-            .map(|_| pass(&disk.path, disk.size, w))
-            .collect::<Result<Vec<_>>>()?;
-        add("plain", w, plain);
-        let (mut fresh, mut copied) = (Vec::new(), Vec::new());
-        for _ in 0..REPS {
-            let snap = Snap::take_new(&ctl, &[disk.dev], cow, &storage_ranges(cow, 1))?;
-            fresh.push(pass(&disk.path, disk.size, w)?);
-            copied.push(pass(&disk.path, disk.size, w)?);
-            snap.destroy()?;
-        }
-        add("blksnap_fresh", w, fresh);
-        add("blksnap_copied", w, copied);
-        let tracked = (0..REPS)
-            .map(|_| pass(&disk.path, disk.size, w))
-            .collect::<Result<Vec<_>>>()?;
-        add("tracked_no_snapshot", w, tracked);
-        ctl.tracker_remove(disk.dev)?;
-        match dmsetup_path() {
-            Some(bin) => {
-                let (mut fresh, mut copied) = (Vec::new(), Vec::new());
-                let bo = Path::new("/dev/mapper/bo");
-                for _ in 0..REPS {
-                    let dm = DmSnap::new(&bin, disk, cow, chunk)?;
-                    fresh.push(pass(bo, disk.size, w)?);
-                    copied.push(pass(bo, disk.size, w)?);
-                    drop(dm);
-                }
-                add("dm_snapshot_fresh", w, fresh);
-                add("dm_snapshot_copied", w, copied);
-            }
-            None => note!("bench: no dmsetup in the image: dm-snapshot rows skipped"),
-        }
     }
     report(&rows, chunk);
     Ok(())
