@@ -119,7 +119,7 @@ impl Supervisor {
     pub fn stop_daemon(&mut self, grace: Duration) {
         self.restart_at = None;
         let Some(pid) = self.daemon else {
-            log("shutdown: the daemon is not running");
+            log("shutdown: daemon already stopped");
             return;
         };
         log(&format!("shutdown: stopping the daemon (pid {pid})"));
