@@ -24,9 +24,7 @@ use crate::error::{RepoError, Result};
 use crate::formats::MANIFEST_VERSION;
 use crate::index::{ChunkRef, Index};
 use crate::job::{JobCtl, Phase};
-use crate::manifest::{
-    BackupKind, BackupStats, CbtPosition, Compression, DiskIdentity, Manifest,
-};
+use crate::manifest::{BackupKind, BackupStats, CbtPosition, Compression, DiskIdentity, Manifest};
 use crate::pipeline::{default_workers, run_ordered};
 use crate::repo::{index_key, manifest_key, Repository};
 use crate::source::{is_zero, ImageSource};
@@ -123,9 +121,7 @@ impl Repository {
     ) -> Result<BackupResult> {
         let _lock = self.lock()?;
         let image_size = source_size(source)?;
-        let chunk_size = req
-            .chunk_size
-            .unwrap_or(self.config().default_chunk_size);
+        let chunk_size = req.chunk_size.unwrap_or(self.config().default_chunk_size);
         let count = chunk_size.chunk_count(image_size);
         let plan = Plan {
             id: self.new_backup_id(req)?,
@@ -233,9 +229,7 @@ impl Repository {
         req: &BackupRequest,
         ctl: &JobCtl,
     ) -> Result<BackupResult> {
-        let level = req
-            .zstd_level
-            .unwrap_or(self.config().default_zstd_level);
+        let level = req.zstd_level.unwrap_or(self.config().default_zstd_level);
         let created = Created::default();
         let result = self.store_and_publish(source, plan, req, level, &created, ctl);
         if result.is_err() {

@@ -68,7 +68,10 @@ pub fn encode(data: &[u8], level: i32) -> Result<Vec<u8>> {
 /// Why a chunk object could not be decoded (no I/O involved).
 pub fn decode(obj: &[u8]) -> std::result::Result<Vec<u8>, String> {
     if obj.len() < CHUNK_HEADER_LEN {
-        return Err(format!("object is {} bytes, shorter than its header", obj.len()));
+        return Err(format!(
+            "object is {} bytes, shorter than its header",
+            obj.len()
+        ));
     }
     if obj[..8] != CHUNK_MAGIC {
         return Err("bad magic".into());
@@ -221,6 +224,9 @@ mod tests {
         let k = chunk_key(&d);
         assert!(k.as_str().starts_with("chunks/"));
         assert_eq!(digest_of_key(&k), Some(d));
-        assert_eq!(digest_of_key(&ObjectKey::new("chunks/aa/bb").unwrap()), None);
+        assert_eq!(
+            digest_of_key(&ObjectKey::new("chunks/aa/bb").unwrap()),
+            None
+        );
     }
 }

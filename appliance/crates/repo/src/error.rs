@@ -198,7 +198,9 @@ mod tests {
             io::Error::from_raw_os_error(nix::libc::ENOSPC),
         );
         assert_eq!(e.kind(), ErrorKind::TargetFull);
-        assert!(e.to_string().starts_with("backup target is full: /mnt/backup"));
+        assert!(e
+            .to_string()
+            .starts_with("backup target is full: /mnt/backup"));
         let e = RepoError::target_io("t", "x", io::Error::from_raw_os_error(nix::libc::EIO));
         assert_eq!(e.kind(), ErrorKind::Io);
     }

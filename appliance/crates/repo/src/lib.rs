@@ -70,9 +70,7 @@ pub use error::{ErrorKind, RepoError, Result};
 pub use gc::{GcOptions, GcReport};
 pub use index::{ChunkRef, Index};
 pub use job::{CancelToken, JobCtl, Phase, Progress, ProgressFn};
-pub use manifest::{
-    BackupKind, BackupStats, CbtPosition, Compression, DiskIdentity, Manifest,
-};
+pub use manifest::{BackupKind, BackupStats, CbtPosition, Compression, DiskIdentity, Manifest};
 pub use qcow2::Qcow2Export;
 pub use repo::{Catalogue, InitOptions, RepoConfig, Repository, UnreadableBackup};
 pub use restore::{DestKind, RestoreResult};

@@ -208,8 +208,11 @@ mod tests {
 
     #[test]
     fn bad_manifests_give_clear_errors() {
-        let e = Manifest::from_json(b"{\"manifest_version\": 1, \"backup", "manifest of backup b1")
-            .unwrap_err();
+        let e = Manifest::from_json(
+            b"{\"manifest_version\": 1, \"backup",
+            "manifest of backup b1",
+        )
+        .unwrap_err();
         assert!(e
             .to_string()
             .starts_with("manifest of backup b1 is corrupt: not valid JSON"));

@@ -143,23 +143,24 @@ mod tests {
         assert!(matches!(r, Err(RepoError::Cancelled)));
         assert_eq!(seen, 10);
 
-        let r = run_ordered(
-            2,
-            (0..1000u32).map(Ok),
-            Ok,
-            |i| {
-                if i == 5 {
-                    Err(RepoError::Cancelled)
-                } else {
-                    Ok(())
-                }
-            },
-        );
+        let r = run_ordered(2, (0..1000u32).map(Ok), Ok, |i| {
+            if i == 5 {
+                Err(RepoError::Cancelled)
+            } else {
+                Ok(())
+            }
+        });
         assert!(matches!(r, Err(RepoError::Cancelled)));
 
         let r = run_ordered(
             2,
-            (0..10u32).map(|i| if i == 3 { Err(RepoError::Cancelled) } else { Ok(i) }),
+            (0..10u32).map(|i| {
+                if i == 3 {
+                    Err(RepoError::Cancelled)
+                } else {
+                    Ok(i)
+                }
+            }),
             Ok,
             |_| Ok(()),
         );

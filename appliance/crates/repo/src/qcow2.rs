@@ -48,6 +48,7 @@ pub struct Qcow2Export {
 /// Writes a qcow2 file from a guest image fed in order.
 pub(crate) struct Qcow2Writer {
     file: File,
+    cluster_bits: u32,
     cluster_size: u64,
     virtual_size: u64,
     /// L2 entries per table (= cluster size / 8).
@@ -74,8 +75,15 @@ fn io_err(what: &str, e: io::Error) -> RepoError {
 }
 
 impl Qcow2Writer {
-    /// Creates (or truncates) `file` for a guest of `virtual_size` bytes.
-    pub(crate) fn new(file: File, virtual_size: u64) -> Result<Self> {
+    /// Creates (or truncates) `file` for a guest of `virtual_size` bytes, with clusters of
+    /// `1 << cluster_bits` bytes (9 ..= 21; exports use [`QCOW2_CLUSTER_BITS`]).
+    pub(crate) fn new(file: File, virtual_size: u64, cluster_bits: u32) -> Result<Self> {
+        if !(9..=21).contains(&cluster_bits) {
+            return Err(RepoError::invalid(
+                "qcow2 cluster size",
+                format!("2^{cluster_bits} bytes"),
+            ));
+        }
         if virtual_size == 0 || virtual_size % 512 != 0 {
             return Err(RepoError::invalid(
                 "qcow2 export",
@@ -83,13 +91,14 @@ impl Qcow2Writer {
             ));
         }
         file.set_len(0).map_err(|e| io_err("file", e))?;
-        let cluster_size = 1u64 << QCOW2_CLUSTER_BITS;
+        let cluster_size = 1u64 << cluster_bits;
         let l2_entries = cluster_size / 8;
         let l1_len = virtual_size.div_ceil(cluster_size * l2_entries);
         let l1_len = usize::try_from(l1_len)
             .map_err(|_| RepoError::invalid("qcow2 export", "image too large"))?;
         Ok(Qcow2Writer {
             file,
+            cluster_bits,
             cluster_size,
             virtual_size,
             l2_entries,
@@ -190,7 +199,10 @@ impl Qcow2Writer {
         if self.fed != self.virtual_size {
             return Err(RepoError::invalid(
                 "qcow2 export",
-                format!("fed {} bytes for {} byte guest", self.fed, self.virtual_size),
+                format!(
+                    "fed {} bytes for {} byte guest",
+                    self.fed, self.virtual_size
+                ),
             ));
         }
         if !self.buf.is_empty() {
@@ -251,7 +263,7 @@ impl Qcow2Writer {
         h.extend_from_slice(&QCOW2_VERSION.to_be_bytes());
         h.extend_from_slice(&0u64.to_be_bytes()); // backing_file_offset
         h.extend_from_slice(&0u32.to_be_bytes()); // backing_file_size
-        h.extend_from_slice(&QCOW2_CLUSTER_BITS.to_be_bytes());
+        h.extend_from_slice(&self.cluster_bits.to_be_bytes());
         h.extend_from_slice(&self.virtual_size.to_be_bytes());
         h.extend_from_slice(&0u32.to_be_bytes()); // crypt_method
         h.extend_from_slice(&l1_len.to_be_bytes());
@@ -295,7 +307,7 @@ impl Repository {
                 context: format!("creating {}", path.display()),
                 source: e,
             })?;
-        let mut writer = Qcow2Writer::new(file, m.image_size)?;
+        let mut writer = Qcow2Writer::new(file, m.image_size, QCOW2_CLUSTER_BITS)?;
         let digest = self.read_image(&m, &index, Phase::Export, ctl, |_, data| match data {
             ChunkData::Zero(len) => writer.feed_zeros(len as u64),
             ChunkData::Data(d) => writer.feed(&d),
@@ -307,5 +319,111 @@ impl Repository {
             file_size,
             data_clusters,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    /// Writes `image` through the writer with small clusters (many L2 tables, many refcount
+    /// blocks, a refcount table of several clusters) and checks it with qemu-img.
+    fn round_trip(image: &[u8], cluster_bits: u32, feed_step: usize) {
+        let Ok(out) = Command::new("qemu-img").arg("--version").output() else {
+            eprintln!("skipping: qemu-img is not installed");
+            return;
+        };
+        assert!(out.status.success());
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join("t.qcow2");
+        let raw = dir.path().join("t.raw");
+        std::fs::write(&raw, image).unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&q)
+            .unwrap();
+        let mut w = Qcow2Writer::new(file, image.len() as u64, cluster_bits).unwrap();
+        for part in image.chunks(feed_step) {
+            if is_zero(part) {
+                w.feed_zeros(part.len() as u64).unwrap();
+            } else {
+                w.feed(part).unwrap();
+            }
+        }
+        w.finish().unwrap();
+        let check = Command::new("qemu-img")
+            .args(["check", "-f", "qcow2"])
+            .arg(&q)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let cmp = Command::new("qemu-img")
+            .args(["compare", "-f", "qcow2", "-F", "raw"])
+            .arg(&q)
+            .arg(&raw)
+            .output()
+            .unwrap();
+        assert!(
+            cmp.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&cmp.stdout),
+            String::from_utf8_lossy(&cmp.stderr)
+        );
+    }
+
+    fn pattern(size: usize) -> Vec<u8> {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut v: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        // Zero stretches: whole L2 ranges, single clusters, a partial cluster.
+        v[40_000..200_000].fill(0);
+        v[300_000..300_512].fill(0);
+        v[500_000..900_000].fill(0);
+        v
+    }
+
+    #[test]
+    fn small_clusters_many_tables() {
+        // 512-byte clusters: an L2 table covers 32 KiB, a refcount block 256 clusters, a
+        // refcount table cluster 64 blocks: 12 MiB needs a refcount table of 2 clusters.
+        round_trip(&pattern(12 << 20), 9, 4096);
+        // Feeds that do not line up with clusters.
+        round_trip(&pattern((1 << 20) + 1536), 12, 3000);
+    }
+
+    #[test]
+    fn all_zero_image_has_only_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("z.qcow2")).unwrap();
+        let mut w = Qcow2Writer::new(file, 8 << 20, QCOW2_CLUSTER_BITS).unwrap();
+        w.feed_zeros(8 << 20).unwrap();
+        let (_, size, data) = w.finish().unwrap();
+        assert_eq!(data, 0);
+        // Header, L1, one refcount block, the refcount table.
+        assert_eq!(size, 4 << QCOW2_CLUSTER_BITS);
+        round_trip(&vec![0u8; 8 << 20], 16, 1 << 20);
+    }
+
+    #[test]
+    fn sizes_must_be_sector_multiples() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("z.qcow2")).unwrap();
+        assert!(Qcow2Writer::new(file, 1000, 16).is_err());
     }
 }

@@ -348,7 +348,11 @@ mod tests {
         assert!(t.exists(&key("a/d")).unwrap());
         assert!(!t.exists(&key("a/e")).unwrap());
         // A leftover temporary file is not listed, and remove_temp cleans it.
-        fs::write(dir.path().join("repo/a/b/.c.tmp-0011223344556677"), b"partial").unwrap();
+        fs::write(
+            dir.path().join("repo/a/b/.c.tmp-0011223344556677"),
+            b"partial",
+        )
+        .unwrap();
         let keys: Vec<String> = t
             .list("a")
             .unwrap()
