@@ -43,17 +43,17 @@ group_cmd() {
 	case $1 in
 	deps) scripts/install-deps.sh ;;
 	fmt) cargo fmt --all -- --check ;;
-	clippy) cargo clippy --workspace --all-targets --locked -- -D warnings ;;
+	clippy) cargo clippy --workspace --all-targets -- -D warnings ;;
 	unit)
-		cargo test --workspace --exclude appliance-tests --locked &&
-			cargo test -p appliance-tests --locked --lib --bins
+		cargo test --workspace --exclude appliance-tests &&
+			cargo test -p appliance-tests --lib --bins
 		;;
 	kmod)
 		make -C kmod && make -C kmod check
 		;;
 	images) make -C images ;;
 	vm:*)
-		cargo test -p appliance-tests --locked --test "${1#vm:}" -- --test-threads=2 --nocapture
+		cargo test -p appliance-tests --test "${1#vm:}" -- --test-threads=2 --nocapture
 		;;
 	esac
 }
