@@ -202,6 +202,7 @@ fn full_target_fails_with_a_clear_message_on_a_real_filesystem() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TargetFull, "{e}");
     let msg = e.to_string();
+    eprintln!("error as users see it: {msg}");
     assert!(msg.starts_with("backup target is full: "), "{msg}");
     assert!(msg.contains(&root.display().to_string()), "{msg}");
     assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
