@@ -36,7 +36,7 @@ use sha2::{Digest as _, Sha256};
 /// What to record about a backup, and how to cut it.
 #[derive(Debug, Clone, Default)]
 pub struct BackupRequest {
-    /// The disk being backed up.
+    /// The disk being backed up (`size_bytes` 0 means: the image size).
     pub disk: DiskIdentity,
     /// CBT position of the snapshot being read.
     pub cbt: Option<CbtPosition>,
@@ -359,7 +359,14 @@ impl Repository {
             backup_id: plan.id.clone(),
             kind: plan.kind,
             parent: plan.parent,
-            disk: req.disk.clone(),
+            disk: DiskIdentity {
+                size_bytes: if req.disk.size_bytes == 0 {
+                    size
+                } else {
+                    req.disk.size_bytes
+                },
+                ..req.disk.clone()
+            },
             image_size: size,
             chunk_size: cs,
             chunk_count: cs.chunk_count(size),

@@ -303,3 +303,34 @@ pub(crate) struct BackupDir {
     pub has_manifest: bool,
     pub has_index: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + Clone>() {}
+        shareable::<Repository>();
+        shareable::<crate::JobCtl>();
+    }
+
+    #[test]
+    fn init_twice_is_refused_and_open_reads_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let target: Arc<dyn Target> = Arc::new(LocalDir::create(dir.path()).unwrap());
+        let opts = InitOptions {
+            chunk_size: ChunkSize::new(1 << 20).unwrap(),
+            zstd_level: 5,
+        };
+        let repo = Repository::init(target.clone(), opts).unwrap();
+        assert!(matches!(
+            Repository::init(target.clone(), opts),
+            Err(RepoError::AlreadyExists { .. })
+        ));
+        let again = Repository::open(target).unwrap();
+        assert_eq!(again.config(), repo.config());
+        assert_eq!(again.config().default_zstd_level, 5);
+        assert!(again.list_backups().unwrap().backups.is_empty());
+    }
+}

@@ -135,9 +135,15 @@ impl ChunkSize {
     }
 }
 
+const DEFAULT_CHUNK_SIZE: NonZeroU32 = match NonZeroU32::new(formats::DEFAULT_CHUNK_SIZE) {
+    Some(n) => n,
+    None => panic!("the default chunk size is zero"),
+};
+
 impl Default for ChunkSize {
+    /// [`formats::DEFAULT_CHUNK_SIZE`] (4 MiB).
     fn default() -> Self {
-        ChunkSize(NonZeroU32::MIN.saturating_add(formats::DEFAULT_CHUNK_SIZE - 1))
+        ChunkSize(DEFAULT_CHUNK_SIZE)
     }
 }
 

@@ -338,7 +338,8 @@ fn a_second_writer_is_refused_while_one_holds_the_lock() {
 
 #[test]
 fn restore_to_a_block_device_writes_every_byte() {
-    let img = mixed_image(3 * MIB as usize, 21);
+    let mut img = mixed_image(3 * MIB as usize, 21);
+    img[MIB as usize..2 * MIB as usize].fill(0);
     // The device starts full of garbage: zero chunks must be written, not skipped.
     let garbage = vec![0xEEu8; 4 * MIB as usize];
     let Some(dev) = LoopDev::new(4 * MIB, Some(&garbage)) else {
@@ -349,6 +350,7 @@ fn restore_to_a_block_device_writes_every_byte() {
     let r = backup_bytes(&repo, &img, "d", 1 << 20);
     let res = repo.restore(r.id(), &dev.path, &JobCtl::new()).unwrap();
     assert_eq!(res.destination, DestKind::BlockDevice);
+    assert_eq!(res.zero_chunks, 1);
     assert_eq!(res.image_sha256, sha256(&img));
     let mut back = vec![0u8; img.len()];
     std::os::unix::fs::FileExt::read_exact_at(&File::open(&dev.path).unwrap(), &mut back, 0)
