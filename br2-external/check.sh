@@ -187,6 +187,78 @@ check_images() {
 	rm -rf "$tmp/wa" "$tmp/wb" "$tmp"/[ab].iso "$tmp"/[ab].img
 }
 
+# --- rust: what Buildroot compiles must build with its Rust ----------------------
+# Every crate the appliance package builds for the target (normal and build
+# dependencies, from Cargo.lock) declares a rust-version no newer than the
+# workspace's, which is the Rust of Buildroot 2025.02.x (1.82). Cargo refuses a
+# crate whose rust-version is newer than the compiler.
+check_rust() {
+	local msrv
+	msrv=$(awk '/^\[/ { s = ($0 == "[workspace.package]") } s && /^rust-version *=/ {
+		gsub(/.*= *"|".*/, ""); print; exit }' "$repo/Cargo.toml")
+	if [ -z "$msrv" ]; then
+		fail "rust: Cargo.toml [workspace.package] declares no rust-version"
+		return
+	fi
+	if [ -n "${BUILDROOT:-}" ] && [ -f "$BUILDROOT/package/rust-bin/rust-bin.mk" ]; then
+		local brrust
+		brrust=$(sed -n 's/^RUST_BIN_VERSION = //p' "$BUILDROOT/package/rust-bin/rust-bin.mk")
+		if [ "$(printf '%s\n%s\n' "$msrv" "$brrust" | sort -V | tail -n 1)" != "$brrust" ]; then
+			fail "rust: the workspace needs Rust $msrv, Buildroot has $brrust"
+		fi
+	fi
+	if ! command -v cargo > /dev/null || ! command -v python3 > /dev/null; then
+		say "rust: SKIPPED (no cargo or python3)"
+		return
+	fi
+	if ! (cd "$repo" && cargo metadata --format-version 1 --locked --offline \
+		--filter-platform x86_64-unknown-linux-gnu) > "$tmp/metadata.json" 2> "$tmp/metadata.err"; then
+		say "rust: SKIPPED (cargo metadata --offline failed: crates not fetched? $(tail -n 1 "$tmp/metadata.err"))"
+		return
+	fi
+	local out
+	if out=$(python3 - "$tmp/metadata.json" "$msrv" appliance << 'PY'
+import json
+import sys
+
+meta = json.load(open(sys.argv[1]))
+limit, root = sys.argv[2], sys.argv[3]
+
+def key(version):
+    parts = [int(x) for x in version.split(".")[:3]]
+    return parts + [0] * (3 - len(parts))
+
+packages = {p["id"]: p for p in meta["packages"]}
+nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
+start = [i for i, p in packages.items() if p["name"] == root and p["source"] is None]
+seen, todo = set(), list(start)
+while todo:
+    node = todo.pop()
+    if node in seen:
+        continue
+    seen.add(node)
+    for dep in nodes[node]["deps"]:
+        if any(k["kind"] != "dev" for k in dep["dep_kinds"]):
+            todo.append(dep["pkg"])
+crates = [packages[i] for i in seen if packages[i]["source"] is not None]
+newer = sorted("%s %s (rust-version %s)" % (p["name"], p["version"], p["rust_version"])
+               for p in crates if p.get("rust_version") and key(p["rust_version"]) > key(limit))
+undeclared = sum(1 for p in crates if not p.get("rust_version"))
+print("%d %d" % (len(crates), undeclared))
+for line in newer:
+    print(line)
+sys.exit(1 if newer else 0)
+PY
+	); then
+		local ncrates nnone
+		read -r ncrates nnone <<< "$out"
+		say "rust: appliance builds $ncrates crates for the target, none declares a rust-version newer than $msrv ($nnone declare none)"
+	else
+		printf '%s\n' "$out" | tail -n +2 | sed 's/^/  /' >&2
+		fail "rust: crates the appliance builds need a Rust newer than $msrv (Buildroot 2025.02.x has 1.82)"
+	fi
+}
+
 # --- kconfig: the fragment against a Linux source tree (optional) --------------
 check_kconfig() {
 	local src=$1 out=$tmp/linux
@@ -334,6 +406,7 @@ check_modules
 check_versions
 check_image_settings
 check_images
+check_rust
 if [ -n "${LINUX_SRC:-}" ]; then
 	check_kconfig "$LINUX_SRC"
 else
