@@ -112,7 +112,7 @@ make_iso() {
 		-o "$out" -V "$volid" -r -J -joliet-long \
 		--modification-date="$isodate" \
 		--grub2-mbr /usr/lib/grub/i386-pc/boot_hybrid.img \
-		-partition_offset 16 \
+		-partition_offset 16 -partition_cyl_align all \
 		-append_partition 2 0xef "$work/efi.img" \
 		"$@" \
 		-c boot/boot.catalog \
