@@ -85,9 +85,10 @@ pub enum SessionError {
         available: u64,
         required: u64,
     },
-    /// A storage file cannot be used safely.
-    #[error("cannot use {path} as difference storage: {reason}")]
-    StorageFile { path: PathBuf, reason: String },
+    /// The storage cannot be used safely (a file on an unsuitable filesystem, a read-only
+    /// device, ...).
+    #[error("cannot use {storage} as difference storage: {reason}")]
+    StorageUnsuitable { storage: String, reason: String },
     /// Preparing the difference storage failed.
     #[error("{context}")]
     StorageIo {
@@ -132,7 +133,7 @@ impl SessionError {
             SessionError::StorageInUse { .. } => "storage_in_use",
             SessionError::StorageHasData { .. } => "storage_has_data",
             SessionError::ScratchTooSmall { .. } => "scratch_too_small",
-            SessionError::StorageFile { .. } => "storage_unsuitable",
+            SessionError::StorageUnsuitable { .. } => "storage_unsuitable",
             SessionError::StorageIo { .. } => "storage_io",
             SessionError::Busy { .. } => "device_busy",
             SessionError::Kernel { .. } => "kernel_error",
@@ -189,6 +190,13 @@ pub enum JobError {
     },
     #[error("there is no job {0}")]
     NotFound(JobId),
+    #[error("there is no live snapshot {0}")]
+    SnapshotNotFound(String),
+    #[error("snapshot {id} belongs to running job {job}; cancel the job instead")]
+    SnapshotOwned { id: String, job: JobId },
+    /// A [`crate::jobs::TakeHooks::before_take`] hook refused.
+    #[error("the pre-snapshot hook failed: {0}")]
+    Hook(String),
     #[error("the job manager is shutting down")]
     ShuttingDown,
     /// A bug: a job thread panicked.
@@ -221,6 +229,9 @@ impl JobError {
             JobError::InvalidArgument { .. } => "invalid_argument",
             JobError::Source { .. } => "source_read_failed",
             JobError::NotFound(_) => "job_not_found",
+            JobError::SnapshotNotFound(_) => "snapshot_not_found",
+            JobError::SnapshotOwned { .. } => "snapshot_owned_by_job",
+            JobError::Hook(_) => "hook_failed",
             JobError::ShuttingDown => "shutting_down",
             JobError::Internal(_) => "internal",
         }

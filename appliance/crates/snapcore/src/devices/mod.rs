@@ -79,6 +79,8 @@ pub struct Device {
     pub mount_points: Vec<PathBuf>,
     /// Devices stacked on it (dm, md).
     pub holders: Vec<String>,
+    /// Devices it is stacked on (for dm and md devices).
+    pub slaves: Vec<String>,
     pub read_only: bool,
     pub removable: bool,
 }
@@ -236,7 +238,8 @@ impl Scanner {
             id,
             name: name.to_owned(),
             mount_points: mount_points(mounts, dev, name),
-            holders: sysfs::holders(dir),
+            holders: sysfs::links(dir, "holders"),
+            slaves: sysfs::links(dir, "slaves"),
             path,
             dev,
             kind: DeviceKind::Disk,
@@ -276,7 +279,8 @@ impl Scanner {
                 Some(Device {
                     id: format!("{}-part{number}", disk.id),
                     mount_points: mount_points(mounts, dev, &name),
-                    holders: sysfs::holders(&pdir),
+                    holders: sysfs::links(&pdir, "holders"),
+                    slaves: Vec::new(),
                     name,
                     path,
                     dev,
@@ -369,4 +373,4 @@ pub fn find<'a>(devices: &'a [Device], query: &str) -> Result<&'a Device, Device
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

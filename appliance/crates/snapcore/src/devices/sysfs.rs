@@ -135,9 +135,10 @@ pub(crate) fn stable_id(
     }
 }
 
-/// Entries of a `holders` directory (dm, md, bcache devices stacked on this one).
-pub(crate) fn holders(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(dir.join("holders"))
+/// Entries of a `holders` directory (dm, md, bcache devices stacked on this one) or of a
+/// `slaves` directory (the devices this one is stacked on).
+pub(crate) fn links(dir: &Path, which: &str) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir.join(which))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
