@@ -5,6 +5,7 @@
 //! | [`paths`]    | the workspace, artifact directories, the kernel to boot               |
 //! | [`build`]    | building binaries, the module and initramfs images (serialised)       |
 //! | [`qemu`]     | VM configuration, start, serial log polling, guaranteed kill          |
+//! | [`qmp`]      | QEMU Machine Protocol commands (power button, status)                 |
 //! | [`logcheck`] | kernel defects in a serial log                                        |
 //!
 //! VM tests are slow (TCG): at most two VMs run at once across all test processes
@@ -17,5 +18,6 @@ mod lock;
 pub mod logcheck;
 pub mod paths;
 pub mod qemu;
+pub mod qmp;
 
 pub use error::{Error, Result};

@@ -3,7 +3,8 @@
 //! Every VM runs `qemu-system-x86_64` in its own process group with TCG (KVM only when
 //! `APPLIANCE_KVM=1`), no display, the first serial port written to
 //! `tests/artifacts/<name>/serial.log`, QEMU's own messages to `qemu.log` beside it, and
-//! `-no-reboot` so a guest reboot or panic ends the run. At most [`VM_SLOTS`] VMs run at
+//! `-no-reboot` so a guest reboot or panic ends the run, and a QMP socket for
+//! [`Vm::qmp`] / [`Vm::powerdown`]. At most [`VM_SLOTS`] VMs run at
 //! once across all test processes: [`Vm::start`] waits for a free slot. Dropping a [`Vm`]
 //! kills its process group and frees the slot.
 
@@ -133,6 +134,8 @@ impl VmConfig {
         push(&["-m", &memory, "-smp", &cpus]);
         push(&["-nographic", "-monitor", "none", "-no-reboot"]);
         push(&["-serial", &format!("file:{}", serial_log.display())]);
+        let qmp = crate::qmp::socket_path(dir);
+        push(&["-qmp", &format!("unix:{},server=on,wait=off", escape(&qmp))]);
         push(&["-device", "virtio-rng-pci"]);
         if self.uefi {
             let (code, _) = ovmf_files();
@@ -247,6 +250,7 @@ pub struct Vm {
     status: Mutex<Option<ExitStatus>>,
     pgid: Pid,
     log: PathBuf,
+    qmp: PathBuf,
     started: Instant,
     _slot: lock::Held,
 }
@@ -282,6 +286,10 @@ impl Vm {
                 .map_err(Error::io("cannot copy OVMF variables to", &copy))?;
         }
         let args = cfg.qemu_args(&dir);
+        let qmp = crate::qmp::socket_path(&dir);
+        if qmp.exists() {
+            std::fs::remove_file(&qmp).map_err(Error::io("cannot remove", &qmp))?;
+        }
         std::fs::write(dir.join("qemu.cmdline"), shell_words(&args))
             .map_err(Error::io("cannot write", dir.join("qemu.cmdline")))?;
         let qemu_log = dir.join("qemu.log");
@@ -317,6 +325,7 @@ impl Vm {
             status: Mutex::new(None),
             pgid: Pid::from_raw(pid),
             log,
+            qmp: crate::qmp::socket_path(&dir),
             started: Instant::now(),
             _slot: slot,
         })
@@ -359,18 +368,40 @@ impl Vm {
     /// Waits until the serial log contains `needle`. Fails with the log's tail on timeout
     /// (scaled by `APPLIANCE_TIMEOUT_FACTOR`) or when QEMU exits first.
     pub fn wait_for_serial(&self, needle: &str, timeout: Duration) -> Result<()> {
+        self.wait_for_serial_from(0, needle, timeout).map(|_| ())
+    }
+
+    /// Length in bytes of the serial log so far: an offset for
+    /// [`Vm::wait_for_serial_from`].
+    pub fn serial_len(&self) -> usize {
+        std::fs::metadata(&self.log)
+            .map(|m| usize::try_from(m.len()).unwrap_or(usize::MAX))
+            .unwrap_or(0)
+    }
+
+    /// Like [`Vm::wait_for_serial`], but only output after byte `offset` counts (for
+    /// something that happens a second time). Returns the offset just past the match.
+    pub fn wait_for_serial_from(
+        &self,
+        offset: usize,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<usize> {
         let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;
+        let what = || format!("{needle:?} on the serial console");
         loop {
             // Check the status before the log so a needle written just before exit counts.
             let exited = self.try_status();
-            let log = self.serial_log();
-            if log.contains(needle) {
-                return Ok(());
+            let bytes = std::fs::read(&self.log).unwrap_or_default();
+            let fresh = bytes.get(offset..).unwrap_or_default();
+            if let Some(at) = find(fresh, needle.as_bytes()) {
+                return Ok(offset + at + needle.len());
             }
+            let log = String::from_utf8_lossy(&bytes);
             if let Some(status) = exited {
                 return Err(Error::VmExited {
-                    what: format!("{needle:?} on the serial console"),
+                    what: what(),
                     status,
                     log: self.log.clone(),
                     tail: tail(&log, TAIL_LINES),
@@ -378,7 +409,7 @@ impl Vm {
             }
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
-                    what: format!("{needle:?} on the serial console"),
+                    what: what(),
                     seconds: timeout.as_secs_f64(),
                     log: self.log.clone(),
                     tail: tail(&log, TAIL_LINES),
@@ -386,6 +417,20 @@ impl Vm {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Runs a QMP command (e.g. `query-status`); returns QEMU's `return` value.
+    pub fn qmp(
+        &self,
+        command: &str,
+        arguments: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        crate::qmp::execute(&self.qmp, command, arguments)
+    }
+
+    /// Presses the ACPI power button (QMP `system_powerdown`).
+    pub fn powerdown(&self) -> Result<()> {
+        self.qmp("system_powerdown", None).map(|_| ())
     }
 
     /// Waits for QEMU to exit (the guest powered off, or rebooted: `-no-reboot`).
@@ -425,7 +470,16 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_file(&self.qmp);
     }
+}
+
+/// Position of `needle` in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn shell_words(args: &[String]) -> String {

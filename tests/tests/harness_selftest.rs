@@ -48,7 +48,16 @@ fn boots_kernel_sees_disk_serials_and_powers_off() {
     });
 
     let mut vm = Vm::start(cfg).expect("start VM");
-    vm.wait_for_serial("HARNESS-INIT: done", Duration::from_secs(300))
+    let after_kernel = vm
+        .wait_for_serial_from(0, "HARNESS-INIT: kernel", Duration::from_secs(300))
+        .expect("guest reached /init");
+    match vm.qmp("query-status", None) {
+        Ok(status) => assert_eq!(status["running"], serde_json::Value::Bool(true), "{status}"),
+        // A fast host (KVM) may finish the guest before the question is asked.
+        Err(_) if vm.try_status().is_some() => println!("VM already exited; QMP not checked"),
+        Err(err) => panic!("QMP query-status: {err}"),
+    }
+    vm.wait_for_serial_from(after_kernel, "HARNESS-INIT: done", Duration::from_secs(300))
         .expect("guest init finished");
     let boot_seconds = vm.elapsed().as_secs_f64();
     let status = vm
