@@ -382,7 +382,8 @@ void bs_copy_queue_work(struct work_struct *work)
 						     copy_link);
 		} while (c && c->number == prev->number + 1 &&
 			 copy->nr_chunks < max_chunks);
-		queue_work(bs_wq, &copy->work);
+		/* Start it here: one work item hop less per batch. */
+		bs_copy_work(&copy->work);
 	}
 	bs_da_put(da);
 }
