@@ -1,4 +1,6 @@
 #!/bin/bash
+# QEMU option values carry commas by design.
+# shellcheck disable=SC2054
 # SPDX-License-Identifier: GPL-2.0-only
 #
 # bootcheck.sh ISO QCOW2: boot the ISO (CD-ROM) and the qcow2 (virtio-blk disk) under

@@ -34,7 +34,7 @@ prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 note() { echo "$prog: $*" >&2; }
 
-out= kver= init= modlist=
+out='' kver='' init='' modlist=''
 module_files=() extra_files=() bins=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -101,7 +101,9 @@ done
 
 for spec in "${extra_files[@]}"; do
 	src=${spec%%:*} dest=${spec#*:}
-	[ "$src" != "$spec" ] && [ -n "$dest" ] || die "--file wants SRC:DEST, got: $spec"
+	if [ "$src" = "$spec" ] || [ -z "$dest" ]; then
+		die "--file wants SRC:DEST, got: $spec"
+	fi
 	case $dest in /*) ;; *) die "--file destination must be absolute: $dest" ;; esac
 	[ -f "$src" ] || die "file not found: $src"
 	copy_file "$src" "$dest"
@@ -123,13 +125,13 @@ fi
 : > "$stage/load"   # names to load, in order
 # want NAME: queue module NAME and its dependencies; 1 if unknown, 2 if built in
 want() {
-	local line
-	line=$(awk -v n="$1" '$1 == n { $1 = ""; print; exit }' "$stage/depmap")
-	if [ -z "$line" ]; then
+	local -a paths
+	read -ra paths < <(awk -v n="$1" '$1 == n { $1 = ""; print; exit }' "$stage/depmap")
+	if [ ${#paths[@]} -eq 0 ]; then
 		grep -qx -- "$1" "$stage/builtin" && return 2
 		return 1
 	fi
-	printf '%s\n' $line >> "$stage/files"
+	printf '%s\n' "${paths[@]}" >> "$stage/files"
 }
 
 sed -e 's/#.*//' "$modlist" | while read -r name rest; do

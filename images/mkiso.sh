@@ -30,7 +30,7 @@ umask 022
 prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 
-kernel= initrd= cmdline= iso= disk= config_mib=16 work=
+kernel='' initrd='' cmdline='' iso='' disk='' config_mib=16 work=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel) kernel=${2:?}; shift 2 ;;
@@ -77,16 +77,16 @@ mkdir -p "$tree/boot/grub"
 # The embedded config's parser knows no comments: drop them.
 sed -e '/^[[:space:]]*#/d' -e "s|@UUID@|$uuid|g" "$here/grub/early.cfg" > "$work/early.cfg"
 # grub.cfg is GRUB script: keep the command line on one line, no quotes to escape.
-case $cmdline in *'"'*|*'\'*|*$'\n'*) die "--cmdline must not contain quotes, backslashes or newlines" ;; esac
+case $cmdline in *'"'*|*\\*|*$'\n'*) die "--cmdline must not contain quotes, backslashes or newlines" ;; esac
 sed -e "s|@CMDLINE@|$cmdline|" "$here/grub/grub.cfg" > "$tree/boot/grub/grub.cfg"
 
 # Modules both cores embed; each platform adds its disk access and video.
-common="iso9660 part_msdos part_gpt search search_fs_uuid configfile normal echo test
-	linux boot serial terminal"
+common=(iso9660 part_msdos part_gpt search search_fs_uuid configfile normal echo test
+	linux boot serial terminal)
 grub-mkimage -O i386-pc-eltorito -p /boot/grub -c "$work/early.cfg" \
-	-o "$tree/boot/grub/bios.img" $common biosdisk
+	-o "$tree/boot/grub/bios.img" "${common[@]}" biosdisk
 grub-mkimage -O x86_64-efi -p /boot/grub -c "$work/early.cfg" \
-	-o "$work/BOOTX64.EFI" $common fat efi_gop
+	-o "$work/BOOTX64.EFI" "${common[@]}" fat efi_gop
 rm -f "$work/efi.img"
 
 # The EFI system partition: a FAT image just big enough for the EFI core.
