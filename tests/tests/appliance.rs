@@ -391,10 +391,10 @@ fn iso_bios_api_crash_restart_and_shutdown() {
     assert!(locked.header("retry-after").is_some());
 
     // Clean shutdown through the API, with a token from before the lockout.
+    let started = Instant::now();
     let shutdown = api.call("POST", "/api/v1/shutdown", None, Some(&token));
     assert_eq!(shutdown.status, 202, "{shutdown:?}");
     assert_eq!(shutdown.json()["status"], "shutting_down");
-    let started = Instant::now();
     let log = wait_poweroff(&mut vm);
     println!(
         "appliance ISO/BIOS: shutdown request to power off in {:.1} s",

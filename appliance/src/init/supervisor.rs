@@ -73,6 +73,8 @@ pub struct Supervisor {
     crashes: VecDeque<Instant>,
     exe: PathBuf,
     state: StateDir,
+    /// Set once shutdown began: an exiting daemon is expected, not restarted.
+    stopping: bool,
 }
 
 impl Supervisor {
@@ -86,6 +88,7 @@ impl Supervisor {
             crashes: VecDeque::new(),
             exe,
             state,
+            stopping: false,
         }
     }
 
@@ -117,6 +120,7 @@ impl Supervisor {
 
     /// Stops the daemon: SIGTERM, up to `grace` for it to exit, then SIGKILL.
     pub fn stop_daemon(&mut self, grace: Duration) {
+        self.stopping = true;
         self.restart_at = None;
         let Some(pid) = self.daemon else {
             log("shutdown: daemon already stopped");
@@ -272,6 +276,10 @@ impl Supervisor {
                 continue;
             }
             self.daemon = None;
+            if self.stopping {
+                log(&format!("daemon (pid {pid}) ended: {}", describe(status)));
+                continue;
+            }
             match status {
                 WaitStatus::Exited(_, code) if code == i32::from(EXIT_POWEROFF) => {
                     log("daemon stopped for a power off");
@@ -296,6 +304,14 @@ impl Supervisor {
             }
         }
         reason
+    }
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit status {code}"),
+        WaitStatus::Signaled(_, sig, _) => format!("killed by {sig}"),
+        other => format!("{other:?}"),
     }
 }
 

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use axum::{Extension, Router};
 use axum_server::tls_rustls::RustlsConfig;
 use axum_server::Handle;
+use nix::sys::signal::SigSet;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -33,6 +34,11 @@ const GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until it is told to stop.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    // A parent may hand down a blocked signal mask (the appliance's init blocks the
+    // signals it reads from a signalfd); SIGTERM and SIGINT must reach this process.
+    SigSet::all()
+        .thread_unblock()
+        .context("unblocking signals")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
