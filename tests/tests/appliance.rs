@@ -13,8 +13,6 @@
 //!
 //! HTTPS calls go through `curl -k` (the certificate is self-signed).
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -227,40 +225,6 @@ fn start(mut cfg: VmConfig) -> (Vm, Https) {
     (vm, Https::new(port))
 }
 
-/// Adds a QMP socket to `cfg`; returns its path.
-fn with_qmp(cfg: &mut VmConfig) -> PathBuf {
-    let socket = paths::artifacts_dir(&cfg.name).join("qmp.sock");
-    let _ = std::fs::remove_file(&socket);
-    cfg.extra_args.push("-qmp".into());
-    cfg.extra_args
-        .push(format!("unix:{},server=on,wait=off", socket.display()));
-    socket
-}
-
-/// Sends one QMP command (after the capabilities handshake) and waits for its return.
-fn qmp(socket: &Path, command: &str) {
-    let stream = UnixStream::connect(socket).expect("connect to QMP");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("QMP timeout");
-    let mut writer = stream.try_clone().expect("QMP stream");
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("QMP greeting");
-    assert!(line.contains("QMP"), "not a QMP greeting: {line}");
-    for execute in ["qmp_capabilities", command] {
-        writeln!(writer, "{{\"execute\":\"{execute}\"}}").expect("QMP write");
-        loop {
-            line.clear();
-            reader.read_line(&mut line).expect("QMP answer");
-            assert!(!line.contains("\"error\""), "QMP {execute}: {line}");
-            if line.contains("\"return\"") {
-                break;
-            }
-        }
-    }
-}
-
 /// Waits for the VM to power off by itself and checks the exit and the kernel log.
 fn wait_poweroff(vm: &mut Vm) -> String {
     let status = vm
@@ -429,7 +393,6 @@ fn iso_uefi_power_button() {
     cfg.uefi = true;
     cfg.disks.push(DiskSpec::raw(scratch, "scratch0"));
     cfg.fw_cfg.push(fw_cfg(&format!("password={PASSWORD}")));
-    let qmp_socket = with_qmp(&mut cfg);
     let (mut vm, api) = start(cfg);
     let ready = api.wait_healthy(&vm);
     println!("appliance ISO/UEFI: boot to API ready in {ready:.1} s");
@@ -441,7 +404,7 @@ fn iso_uefi_power_button() {
         vm.log_path().display()
     );
 
-    qmp(&qmp_socket, "system_powerdown");
+    vm.powerdown().expect("QMP system_powerdown");
     let log = wait_poweroff(&mut vm);
     assert_in_order(
         &log,
