@@ -25,7 +25,7 @@ use crate::formats::MANIFEST_VERSION;
 use crate::index::{ChunkRef, Index};
 use crate::job::{JobCtl, Phase};
 use crate::manifest::{BackupKind, BackupStats, CbtPosition, Compression, DiskIdentity, Manifest};
-use crate::pipeline::{default_workers, run_ordered};
+use crate::pipeline::{io_workers, run_ordered};
 use crate::repo::{index_key, manifest_key, Repository};
 use crate::source::{is_zero, ImageSource};
 use crate::types::{BackupId, ByteRange, ChunkIdx, ChunkSize, Digest};
@@ -346,7 +346,7 @@ impl Repository {
                 Ok(())
             };
             ctl.report(Phase::Backup, 0, total);
-            run_ordered(default_workers(), inputs, work, consume)?;
+            run_ordered(io_workers(), inputs, work, consume)?;
         }
         // Every chunk read: a cancel arriving now still publishes nothing.
         ctl.check()?;

@@ -3,8 +3,11 @@
 //!
 //! Item `n` goes to worker `n % N` through a bounded channel, and its result comes back
 //! through that worker's own bounded channel, which the consumer reads round-robin. So
-//! results arrive in input order without a reorder buffer, and at most about `4 * N` items
-//! are in flight (memory stays bounded however slow the consumer is).
+//! results arrive in input order without a reorder buffer, and at most `4 * N + 1` items
+//! are in flight (memory stays bounded however slow the consumer is): per worker one
+//! queued input, one being worked on, two finished results; plus the one the feeder holds.
+//! A backup with 4 MiB chunks on 2 CPUs (4 workers; results are small) holds about 40 MiB
+//! of chunk buffers; a restore (2 workers; results carry the data) about 45 MiB.
 //!
 //! Stopping: an `Err` input or result reaches the consumer in order and ends the run with
 //! that error; when the consumer fails it drops its receivers, so the workers' sends fail
@@ -16,12 +19,18 @@ use std::thread;
 
 use crate::error::Result;
 
-/// Number of workers to use: the CPUs available, at least 2, at most 8.
+/// Number of workers for CPU-bound stages: the CPUs available, at least 2, at most 8.
 pub(crate) fn default_workers() -> usize {
     thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 8)
+}
+
+/// Number of workers for stages that also wait on I/O (a backup's workers fsync every new
+/// chunk): twice [`default_workers`], so that the CPUs stay busy while some workers wait.
+pub(crate) fn io_workers() -> usize {
+    default_workers() * 2
 }
 
 /// Runs `work` over `inputs` on `workers` threads and hands the results to `consume` in
@@ -45,7 +54,7 @@ where
         let mut in_txs = Vec::with_capacity(workers);
         let mut out_rxs = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (in_tx, in_rx) = sync_channel::<Result<I>>(2);
+            let (in_tx, in_rx) = sync_channel::<Result<I>>(1);
             let (out_tx, out_rx) = sync_channel::<Result<O>>(2);
             in_txs.push(in_tx);
             out_rxs.push(out_rx);

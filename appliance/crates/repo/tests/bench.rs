@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 use common::*;
 use repo::{ByteRange, JobCtl, Repository};
 
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MIB as f64 / d.as_secs_f64()
 }
@@ -80,6 +90,7 @@ fn bench_backup_vs_plain_copy() {
 
     let repo = Repository::open_local(target.join("repo"), repo::InitOptions::default()).unwrap();
     drop_caches();
+    let cpu = cpu_seconds();
     let t = Instant::now();
     let full = repo
         .backup_full(
@@ -89,6 +100,7 @@ fn bench_backup_vs_plain_copy() {
         )
         .unwrap();
     let full_time = t.elapsed();
+    let full_cpu = cpu_seconds() - cpu;
     let s = full.manifest.stats;
 
     let t = Instant::now();
@@ -154,6 +166,12 @@ fn bench_backup_vs_plain_copy() {
         full_time.as_secs_f64(),
         mib_s(size, full_time),
         full_time.as_secs_f64() / copy.as_secs_f64()
+    );
+    println!(
+        "full backup CPU time:              {:>7.2} s  ({:.2} CPU-s per GiB; 2 cores = {:.2} s wall at best)",
+        full_cpu,
+        full_cpu * 1024.0 / (size / MIB) as f64,
+        full_cpu / 2.0
     );
     println!(
         "second full backup (all dedup):    {:>7.2} s  {:>7.1} MiB/s  new chunks {}",
