@@ -70,7 +70,7 @@ pub enum SessionError {
     #[error("device {device} is listed twice")]
     DuplicateDevice { device: String },
     /// The scratch device is (or overlaps) a device being snapshotted.
-    #[error("the difference storage {storage} overlaps {device}, which is being snapshotted; choose another scratch device")]
+    #[error("the difference storage {storage} overlaps the snapshotted device {device}; choose another scratch device")]
     StorageIsSnapshotted { storage: String, device: String },
     /// The scratch device is mounted or held by another device.
     #[error("the scratch device {storage} is in use ({usage})")]

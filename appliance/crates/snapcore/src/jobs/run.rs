@@ -85,14 +85,32 @@ pub(super) fn execute(ctx: &Ctx, spec: JobSpec) -> Outcome {
 /// when dropped.
 struct Registered {
     mgr: Arc<Manager>,
+    slot: Arc<Slot>,
     id: SnapshotId,
     session: Arc<SnapshotSession>,
+    /// The session's own events were copied into the job log.
+    logged: bool,
+}
+
+impl Registered {
+    fn log_events(&mut self) {
+        if !self.logged {
+            self.logged = true;
+            for line in self.session.info().events {
+                self.slot.log(format!("snapshot: {line}"));
+            }
+        }
+    }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         lock(&self.mgr.sessions).remove(&self.id);
-        let _ = self.session.destroy();
+        // A job that failed: its log shows what the session saw (storage, events).
+        self.log_events();
+        if let Err(e) = self.session.destroy() {
+            self.slot.log(format!("warning: {}", chain(&e)));
+        }
     }
 }
 
@@ -208,10 +226,12 @@ fn device_backup(
     ctx.phase("snapshot");
     let kernel = &ctx.mgr.cfg.kernel;
     let session = SnapshotSession::create(kernel, &ctx.mgr.cfg.scanner, &[device], storage, opts)?;
-    let reg = Registered {
+    let mut reg = Registered {
         mgr: ctx.mgr.clone(),
+        slot: ctx.slot.clone(),
         id: session.id(),
         session: Arc::new(session),
+        logged: false,
     };
     lock(&ctx.mgr.sessions).insert(
         reg.id,
@@ -343,12 +363,10 @@ fn device_backup(
         ctx.log("the snapshot was reported corrupted after its image had been read completely; the backup is valid");
     }
     ctx.phase("cleanup");
-    for line in s.info().events {
-        ctx.log(format!("snapshot: {line}"));
-    }
     if let Err(e) = s.destroy() {
         ctx.log(format!("warning: {}", chain(&e)));
     }
+    reg.log_events();
     drop(reg);
     Ok(JobResult::Backup(Box::new(backup_report(
         &r,

@@ -188,7 +188,7 @@ fn storage_rules_give_clear_errors() {
     ] {
         let (c, msg) = code(prep(root, DiffStorage::device(storage), &[snap], 0)).unwrap();
         assert_eq!(c, "storage_is_snapshotted", "{storage} vs {snap}: {msg}");
-        assert!(msg.contains("which is being snapshotted"), "{msg}");
+        assert!(msg.contains("overlaps the snapshotted device"), "{msg}");
     }
     // Mounted, held, or a disk with a mounted partition.
     let (c, msg) = code(prep(root, DiffStorage::device("vdd"), &["vda"], 0)).unwrap();
