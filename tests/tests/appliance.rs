@@ -117,14 +117,14 @@ impl Reply {
     }
 }
 
-/// The appliance's HTTPS port on the host.
-struct Https {
+/// The appliance's API at a forwarded host port (HTTPS, or plain HTTP with http=1).
+struct Api {
     base: String,
 }
 
-impl Https {
-    fn new(port: u16) -> Https {
-        Https {
+impl Api {
+    fn new(port: u16) -> Api {
+        Api {
             base: format!("https://127.0.0.1:{port}"),
         }
     }
@@ -218,11 +218,11 @@ impl Https {
 // --- VM plumbing ---------------------------------------------------------------------------
 
 /// A VM with user networking forwarding a free host port to the appliance's 443.
-fn start(mut cfg: VmConfig) -> (Vm, Https) {
+fn start(mut cfg: VmConfig) -> (Vm, Api) {
     let port = qemu::free_port();
     cfg.hostfwd.push((port, 443));
     let vm = Vm::start(cfg).expect("start VM");
-    (vm, Https::new(port))
+    (vm, Api::new(port))
 }
 
 /// Waits for the VM to power off by itself and checks the exit and the kernel log.
@@ -271,7 +271,9 @@ fn iso_bios_api_crash_restart_and_shutdown() {
     let mut cfg = VmConfig::new(name, Boot::Cdrom(iso.clone()));
     cfg.disks = demo_disks(&dir);
     cfg.fw_cfg
-        .push(fw_cfg(&format!("password={PASSWORD}\ndebug=1\n")));
+        .push(fw_cfg(&format!("password={PASSWORD}\ndebug=1\nhttp=1\n")));
+    let http_port = qemu::free_port();
+    cfg.hostfwd.push((http_port, 80));
     let (mut vm, api) = start(cfg);
     let ready = api.wait_healthy(&vm);
     println!("appliance ISO/BIOS: boot to API ready in {ready:.1} s");
@@ -281,7 +283,7 @@ fn iso_bios_api_crash_restart_and_shutdown() {
         &log,
         &[
             "appliance-init: modules: blksnap loaded",
-            "boot configuration: fw_cfg present, password given, network DHCP",
+            "boot configuration: fw_cfg present, password given, network DHCP, http on",
             "appliance-init: network: eth0 10.0.2.15/24 (DHCP, gateway 10.0.2.2)",
             "config disk: none labelled APPLIANCE-CONFIG; settings are kept in memory",
             "appliance: settings are kept in memory",
@@ -289,6 +291,20 @@ fn iso_bios_api_crash_restart_and_shutdown() {
         ],
         vm.log_path(),
     );
+
+    // http=1: the same API over plain HTTP on port 80.
+    let plain = Api {
+        base: format!("http://127.0.0.1:{http_port}"),
+    };
+    let health = plain.call("GET", "/api/v1/health", None, None);
+    assert_eq!(health.status, 200, "{health:?}");
+    assert_eq!(
+        plain.call("POST", "/api/v1/shutdown", None, None).status,
+        401
+    );
+    assert!(vm
+        .serial_log()
+        .contains("plain HTTP on 0.0.0.0:80 (boot key http=1)"));
 
     // Without credentials only health and login answer.
     for (method, path) in [
@@ -369,7 +385,6 @@ fn iso_bios_api_crash_restart_and_shutdown() {
         &[
             "appliance: shutdown requested over the API",
             "appliance: stopping: closing the listeners",
-            "appliance: stopping: no jobs running",
             "appliance: stopped",
             "appliance-init: daemon stopped for a power off",
             "appliance-init: shutdown: requested over the API",
@@ -381,7 +396,8 @@ fn iso_bios_api_crash_restart_and_shutdown() {
     );
 }
 
-/// ISO under OVMF: the ACPI power button (QEMU `system_powerdown`) shuts down cleanly.
+/// ISO under OVMF with a static address from fw_cfg: the ACPI power button (QEMU
+/// `system_powerdown`) shuts down cleanly.
 #[test]
 fn iso_uefi_power_button() {
     let name = "appliance_iso_uefi";
@@ -392,12 +408,20 @@ fn iso_uefi_power_button() {
     let mut cfg = VmConfig::new(name, Boot::Cdrom(iso.clone()));
     cfg.uefi = true;
     cfg.disks.push(DiskSpec::raw(scratch, "scratch0"));
-    cfg.fw_cfg.push(fw_cfg(&format!("password={PASSWORD}")));
+    // A static address (the one QEMU's user network forwards to) instead of DHCP.
+    cfg.fw_cfg.push(fw_cfg(&format!(
+        "password={PASSWORD} ip=10.0.2.15/24,10.0.2.2"
+    )));
     let (mut vm, api) = start(cfg);
     let ready = api.wait_healthy(&vm);
     println!("appliance ISO/UEFI: boot to API ready in {ready:.1} s");
     api.token(PASSWORD);
     let log = vm.serial_log();
+    assert!(
+        log.contains("appliance-init: network: eth0 10.0.2.15/24 (static, gateway 10.0.2.2)"),
+        "no static address; see {}",
+        vm.log_path().display()
+    );
     assert!(
         log.contains("appliance-init: power button: watching /dev/input/event"),
         "no power button found; see {}",
@@ -537,7 +561,7 @@ fn host_mode_serve_and_cli_health() {
         .stderr(stderr)
         .spawn()
         .expect("start appliance serve");
-    let api = Https::new(https_port);
+    let api = Api::new(https_port);
     let deadline = Instant::now() + paths::scaled(Duration::from_secs(60));
     while api.try_call("GET", "/api/v1/health", None, None).is_none() {
         assert!(

@@ -50,8 +50,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
     let boot = if args.boot_config {
         let boot = BootConfig::read_system();
-        for warning in &boot.warnings {
-            say(&format!("boot configuration: {warning}"));
+        // Under the appliance's init the warnings are on the console already.
+        if !args.supervised {
+            for warning in &boot.warnings {
+                say(&format!("boot configuration: {warning}"));
+            }
         }
         boot
     } else {
