@@ -17,7 +17,10 @@ use crate::io::{self, AlignedBuf};
 use crate::rng::Rng;
 use crate::{note, params, proto};
 
-const REPS: usize = 3;
+/// Repetitions of each measurement: a sequential pass is short (a fraction
+/// of a second with the host cache bypassed), so it gets more.
+const REPS_SEQ: usize = 5;
+const REPS_RAND: usize = 3;
 const SEQ_BLOCK: usize = 1 << 20;
 const RAND_BLOCK: usize = 4096;
 const RAND_TOTAL: u64 = 64 << 20;
@@ -190,7 +193,11 @@ pub fn run(ctx: &Ctx) -> Result<()> {
         None => runs.push((config, w, vec![v])),
     };
     for w in [Workload::Seq, Workload::Rand] {
-        for rep in 0..REPS {
+        let reps = match w {
+            Workload::Seq => REPS_SEQ,
+            Workload::Rand => REPS_RAND,
+        };
+        for rep in 0..reps {
             record("plain", w, pass(&disk.path, disk.size, w)?);
             let snap = Snap::take_new(&ctl, &[disk.dev], cow, &storage_ranges(cow, 1))?;
             record("blksnap_fresh", w, pass(&disk.path, disk.size, w)?);
