@@ -2,8 +2,9 @@
 //! plain disk, a fresh blksnap snapshot (first pass: chunks copied), the
 //! same snapshot again (chunks already copied), a tracked device with no
 //! snapshot, and dm-snapshot (transient store on the same COW disk, same
-//! chunk size) fresh and copied. Each figure is the median of three runs in
-//! this boot; ratios are against the plain disk.
+//! chunk size) fresh and copied. Each figure is the median of five
+//! (sequential) or three (random) runs in this boot, configurations
+//! interleaved within each repetition; ratios are against the plain disk.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
