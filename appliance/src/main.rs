@@ -11,6 +11,8 @@ mod config;
 mod init;
 mod net;
 mod serve;
+mod services;
+mod web;
 
 use std::process::ExitCode;
 

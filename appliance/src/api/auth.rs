@@ -113,7 +113,10 @@ pub async fn require_auth(
     }
     let token = bearer_token(request.headers()).or_else(|| cookie_token(request.headers()));
     match token {
-        Some(token) if state.sessions.is_valid(&token, Instant::now()) => {
+        Some(token)
+            if state.sessions.is_valid(&token, Instant::now())
+                || state.services.tokens.is_valid(&token) =>
+        {
             request.extensions_mut().insert(SessionToken(token));
             Ok(next.run(request).await)
         }

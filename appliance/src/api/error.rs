@@ -35,10 +35,21 @@ pub enum ApiError {
     /// Something failed inside the appliance.
     #[error("{0}")]
     Internal(String),
+    /// A failure of the core, the repository or a setting, with its own stable code
+    /// (built in `api::failure`, the one mapping from those errors to HTTP).
+    #[error("{message}")]
+    Failed {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The stable code.
+        code: &'static str,
+        /// A sentence for people.
+        message: String,
+    },
 }
 
 /// The JSON body of every error.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// A stable snake_case code scripts can match on.
     pub code: &'static str,
@@ -56,6 +67,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Failed { status, .. } => *status,
         }
     }
 
@@ -69,6 +81,7 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal_error",
+            ApiError::Failed { code, .. } => code,
         }
     }
 }

@@ -7,8 +7,19 @@
 //! [`auth::require_auth`].
 
 pub mod auth;
+pub mod backups;
+pub mod devices;
 pub mod error;
+pub mod events;
+pub mod failure;
+pub mod files;
+pub mod jobs;
+pub mod model;
+pub mod openapi;
+pub mod settings;
+pub mod snapshots;
 pub mod system;
+pub mod targets;
 
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
@@ -21,6 +32,7 @@ use tokio::sync::watch;
 pub use error::ApiError;
 
 use crate::auth::{LoginLimiter, PasswordStore, Sessions};
+use crate::services::Services;
 
 /// The version reported by the health call.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -52,12 +64,28 @@ pub struct Inner {
     pub stop: watch::Sender<StopRequest>,
     /// Whether the guarded debug calls exist (boot key `debug=1`).
     pub debug: bool,
+    /// Jobs, devices, snapshots, target, API tokens, events, web UI state.
+    pub services: Arc<Services>,
 }
 
 impl AppState {
     /// Wraps the parts; returns the state and the receiver the daemon watches for stop
     /// requests.
+    #[cfg(test)]
     pub fn new(passwords: PasswordStore, debug: bool) -> (Self, watch::Receiver<StopRequest>) {
+        Self::with_services(
+            passwords,
+            debug,
+            Services::new(crate::services::ServicesConfig::system(None)),
+        )
+    }
+
+    /// Like [`AppState::new`], with the given services.
+    pub fn with_services(
+        passwords: PasswordStore,
+        debug: bool,
+        services: Arc<Services>,
+    ) -> (Self, watch::Receiver<StopRequest>) {
         let (stop, stop_rx) = watch::channel(StopRequest::None);
         let inner = Inner {
             passwords,
@@ -65,6 +93,7 @@ impl AppState {
             limiter: Mutex::new(LoginLimiter::new()),
             stop,
             debug,
+            services,
         };
         (
             AppState {
@@ -91,6 +120,55 @@ pub struct LocalPeer;
 /// Paths that need no credentials: the health probe and the login call.
 pub const PUBLIC_PATHS: &[&str] = &["/api/v1/health", "/api/v1/auth/login"];
 
+/// The REST resources (all behind authentication).
+fn resources(router: Router<AppState>) -> Router<AppState> {
+    use axum::routing::delete;
+    router
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/devices", get(devices::list))
+        .route("/api/v1/devices/{id}", get(devices::get))
+        .route(
+            "/api/v1/snapshots",
+            get(snapshots::list).post(snapshots::create),
+        )
+        .route(
+            "/api/v1/snapshots/{id}",
+            get(snapshots::get).delete(snapshots::destroy),
+        )
+        .route("/api/v1/snapshots/{id}/images", get(snapshots::images))
+        .route("/api/v1/backups", get(backups::list).post(backups::start))
+        .route(
+            "/api/v1/backups/{id}",
+            get(backups::get).delete(backups::delete),
+        )
+        .route("/api/v1/backups/{id}/restore", post(backups::restore))
+        .route("/api/v1/backups/{id}/verify", post(backups::verify))
+        .route("/api/v1/backups/{id}/export", post(backups::export))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/{id}", get(jobs::get))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/files", get(files::list))
+        .route(
+            "/api/v1/files/{area}/{name}",
+            get(files::download).delete(files::delete),
+        )
+        .route(
+            "/api/v1/target",
+            get(targets::get).put(targets::put).delete(targets::reset),
+        )
+        .route("/api/v1/target/test", post(targets::test))
+        .route("/api/v1/events", get(events::list))
+        .route("/api/v1/settings/password", post(settings::password))
+        .route(
+            "/api/v1/settings/tokens",
+            get(settings::tokens).post(settings::create_token),
+        )
+        .route(
+            "/api/v1/settings/tokens/{id}",
+            delete(settings::revoke_token),
+        )
+}
+
 /// Assembles the whole application. [`auth::require_auth`] wraps every route, the 404
 /// fallback and the 405 answers, letting only [`PUBLIC_PATHS`] through unauthenticated.
 pub fn make_app(state: AppState) -> Router {
@@ -102,10 +180,14 @@ pub fn make_app(state: AppState) -> Router {
     if state.debug {
         router = router.route("/api/v1/debug/crash", post(system::debug_crash));
     }
-    router
+    let router = crate::web::pages(resources(router));
+    let protected = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), auth::require_auth))
+        .layer(axum::middleware::from_fn(crate::web::login_redirect));
+    crate::web::public(Router::new())
+        .merge(protected)
         .with_state(state)
 }
 

@@ -114,6 +114,17 @@ impl PasswordStore {
         })
     }
 
+    /// Replaces the password: stores the new hash in `state_dir` (when given), then uses
+    /// it. Slow on purpose (argon2).
+    pub fn replace(&self, state_dir: Option<&Path>, password: &str) -> Result<(), PasswordError> {
+        let new = hash(password)?;
+        if let Some(dir) = state_dir {
+            write_private(&dir.join(HASH_FILE), &new)?;
+        }
+        *self.hash.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
+    }
+
     /// Whether `candidate` is the admin password. Slow on purpose (argon2).
     pub fn verify(&self, candidate: &str) -> bool {
         let stored = match self.hash.read() {

@@ -24,6 +24,7 @@ use crate::auth::password::Origin;
 use crate::auth::PasswordStore;
 use crate::cli::ServeArgs;
 use crate::config::BootConfig;
+use crate::services::Services;
 
 /// Exit status telling the appliance's init that the daemon stopped because a power off
 /// was requested (not a crash).
@@ -104,7 +105,8 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
         identity.fingerprint
     ));
 
-    let (state, mut stop_rx) = AppState::new(passwords, boot.debug);
+    let services = Services::for_daemon(&args.state_dir, args.ephemeral_state, args.supervised);
+    let (state, mut stop_rx) = AppState::with_services(passwords, boot.debug, services.clone());
     if boot.debug {
         say("debug calls enabled (boot key debug=1): do not use in production");
     }
@@ -169,6 +171,7 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
     }
     let _ = socket_task.await;
     remove_socket(&args.socket);
+    let _ = tokio::task::spawn_blocking(move || services.shutdown()).await;
     say("stopping: no jobs running");
     say("stopping: no snapshots held by the daemon");
     say("stopped");

@@ -1,0 +1,108 @@
+//! Settings: the admin password and API tokens.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+use super::failure::{blocking, failed, ApiJson, ApiPath};
+use super::model::{PasswordChange, TokenCreate, TokenCreated, TokenView};
+use super::{ApiError, AppState};
+use crate::api::error::ErrorBody;
+use crate::services::{unix_now, Level};
+
+/// Shortest accepted password.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+/// Checks the current password and stores the new one (argon2). Shared with the web form.
+pub fn change_password(state: &AppState, current: &str, new: &str) -> Result<(), ApiError> {
+    if new.chars().count() < MIN_PASSWORD_LEN {
+        return Err(failed(
+            "invalid_argument",
+            format!("the new password must have at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    if !state.passwords.verify(current) {
+        return Err(failed("wrong_password", "the current password is wrong"));
+    }
+    state
+        .passwords
+        .replace(state.services.state_dir.as_deref(), new)
+        .map_err(|e| failed("settings_not_saved", snapcore::chain(&e)))?;
+    state
+        .services
+        .events
+        .record(Level::Info, "system", "admin password changed");
+    Ok(())
+}
+
+/// Changes the admin password (the current one is required).
+#[utoipa::path(post, path = "/api/v1/settings/password", tag = "settings",
+    request_body = PasswordChange,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn password(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let st = state.clone();
+    blocking(move || change_password(&st, &request.current_password, &request.new_password))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every API token (without secrets).
+#[utoipa::path(get, path = "/api/v1/settings/tokens", tag = "settings",
+    responses((status = 200, body = Vec<TokenView>), (status = 401, body = ErrorBody)))]
+pub async fn tokens(State(state): State<AppState>) -> Json<Vec<TokenView>> {
+    Json(
+        state
+            .services
+            .tokens
+            .list()
+            .iter()
+            .map(TokenView::from)
+            .collect(),
+    )
+}
+
+/// Creates an API token; its secret is in this answer only.
+#[utoipa::path(post, path = "/api/v1/settings/tokens", tag = "settings",
+    request_body = TokenCreate,
+    responses((status = 201, body = TokenCreated), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<TokenCreate>,
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
+    let (record, token) = state.services.tokens.create(&request.name, unix_now())?;
+    state.services.events.record(
+        Level::Info,
+        "system",
+        format!("API token {} ({}) created", record.id, record.name),
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            id: record.id,
+            name: record.name,
+            created_unix: record.created_unix,
+            token,
+        }),
+    ))
+}
+
+/// Revokes an API token.
+#[utoipa::path(delete, path = "/api/v1/settings/tokens/{id}", tag = "settings",
+    params(("id" = String, Path, description = "token id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = state.services.tokens.revoke(&id)?;
+    state.services.events.record(
+        Level::Info,
+        "system",
+        format!("API token {} ({}) revoked", record.id, record.name),
+    );
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,574 @@
+//! The forms (POST): each checks the CSRF token, calls the same operation as its REST
+//! call, queues a flash message saying what happened (or why not), and redirects.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use snapcore::jobs::{ExportFormat, JobId};
+use snapcore::{DiffStorage, SessionOptions};
+
+use super::pages::{layout, message};
+use super::views::{bytes, MessagePage};
+use super::{render, url_encode, WebSession};
+use crate::api::failure::ApiPath;
+use crate::api::{ApiError, AppState};
+use crate::services::ops::RestoreTo;
+use crate::services::target::{FileArea, TargetConfig};
+use crate::services::web::FlashKind;
+use crate::services::{unix_now, Level, Services};
+
+/// A form with only the CSRF token.
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfOnly {
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// A posted form's fields, in order (keys may repeat, e.g. several checked devices).
+pub struct FormData(Vec<(String, String)>);
+
+impl FormData {
+    /// The first value of `key`, trimmed ("" when absent).
+    pub fn get(&self, key: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or("", |(_, v)| v.trim())
+    }
+
+    /// Every non-empty value of `key`.
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == key && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    }
+}
+
+type Posted = Result<Form<Vec<(String, String)>>, FormRejection>;
+
+/// The form's fields when its CSRF token belongs to the session; else the page to send.
+fn checked(
+    state: &AppState,
+    session: &WebSession,
+    posted: Posted,
+) -> Result<FormData, Box<Response>> {
+    let fields = match posted {
+        Ok(Form(fields)) => FormData(fields),
+        Err(rejection) => {
+            let err = ApiError::BadRequest(rejection.body_text());
+            return Err(Box::new(message(state, session, &err)));
+        }
+    };
+    if state
+        .services
+        .csrf
+        .verify(&session.token, fields.get("csrf"))
+    {
+        return Ok(fields);
+    }
+    let page = MessagePage {
+        layout: layout(state, session, "This form has expired", ""),
+        text: "Its security token does not belong to your session (the appliance restarted, \
+               or you logged in again). Go back, reload the page and submit it again."
+            .to_owned(),
+    };
+    let mut response = render(&page);
+    *response.status_mut() = StatusCode::FORBIDDEN;
+    Err(Box::new(response))
+}
+
+/// Runs core work off the async threads.
+async fn run<T, F>(state: &AppState, work: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&Services) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let services = state.services.clone();
+    crate::api::failure::blocking(move || work(&services)).await
+}
+
+/// Flash and redirect.
+fn done(
+    state: &AppState,
+    session: &WebSession,
+    kind: FlashKind,
+    text: String,
+    to: &str,
+) -> Response {
+    session.flash(state, kind, text);
+    Redirect::to(to).into_response()
+}
+
+/// The outcome of a form that starts a job: to the job's page, or back with the reason.
+fn job_started(
+    state: &AppState,
+    session: &WebSession,
+    what: &str,
+    result: Result<JobId, ApiError>,
+    back: &str,
+) -> Response {
+    match result {
+        Ok(id) => done(
+            state,
+            session,
+            FlashKind::Success,
+            format!("{what} started as job {id}."),
+            &format!("/jobs/{id}"),
+        ),
+        Err(e) => done(
+            state,
+            session,
+            FlashKind::Error,
+            format!("{what} could not start: {e}"),
+            back,
+        ),
+    }
+}
+
+/// The difference storage chosen in a form: a scratch device (`scratch`, with
+/// `overwrite`), or a file (`scratch_file` with `scratch_size_mib`).
+fn storage(form: &FormData) -> Result<DiffStorage, ApiError> {
+    let file = form.get("scratch_file");
+    if !file.is_empty() {
+        let mib: u64 = form.get("scratch_size_mib").parse().map_err(|_| {
+            ApiError::BadRequest("give the size of the difference storage file in MiB".into())
+        })?;
+        return Ok(DiffStorage::file(file, mib.saturating_mul(1 << 20)));
+    }
+    let device = form.get("scratch");
+    if device.is_empty() {
+        return Err(ApiError::BadRequest(
+            "choose a scratch disk for the difference storage".into(),
+        ));
+    }
+    Ok(DiffStorage::Device {
+        device: device.to_owned(),
+        overwrite: form.get("overwrite") == "on",
+    })
+}
+
+/// `POST /backups`: starts a backup.
+pub async fn start_backup(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let device = form.get("device").to_owned();
+    let full = form.get("mode") == "full";
+    let back = match form.get("back") {
+        b if b.starts_with("/disks/") => b.to_owned(),
+        _ => "/backups".to_owned(),
+    };
+    let what = format!("Backup of {device}");
+    let result = match storage(&form) {
+        Ok(storage) => run(&state, move |s| Ok(s.start_backup(&device, storage, full)?)).await,
+        Err(e) => Err(e),
+    };
+    job_started(&state, &session, &what, result, &back)
+}
+
+/// `POST /backups/{id}/restore`.
+pub async fn restore(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let back = format!("/backups/{}", url_encode(&id));
+    let to = if form.get("destination") == "device" {
+        RestoreTo::Device(form.get("device").to_owned())
+    } else {
+        RestoreTo::File(form.get("name").to_owned())
+    };
+    let what = format!("Restore of {id}");
+    let result = run(&state, move |s| Ok(s.start_restore(&id, &to)?)).await;
+    job_started(&state, &session, &what, result, &back)
+}
+
+/// `POST /backups/{id}/verify`.
+pub async fn verify(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let back = format!("/backups/{}", url_encode(&id));
+    let what = format!("Verification of {id}");
+    let result = run(&state, move |s| Ok(s.start_verify(&id)?)).await;
+    job_started(&state, &session, &what, result, &back)
+}
+
+/// `POST /backups/{id}/export`.
+pub async fn export(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let back = format!("/backups/{}", url_encode(&id));
+    let format = if form.get("format") == "qcow2" {
+        ExportFormat::Qcow2
+    } else {
+        ExportFormat::Raw
+    };
+    let name = Some(form.get("name").to_owned()).filter(|n| !n.is_empty());
+    let what = format!("Export of {id}");
+    let result = run(&state, move |s| {
+        Ok(s.start_export(&id, format, name.as_deref())?)
+    })
+    .await;
+    job_started(&state, &session, &what, result, &back)
+}
+
+/// `POST /backups/{id}/delete`.
+pub async fn delete_backup(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let shown = id.clone();
+    match run(&state, move |s| Ok(s.delete_backup(&id)?)).await {
+        Ok(()) => done(
+            &state,
+            &session,
+            FlashKind::Success,
+            format!("Backup {shown} deleted."),
+            "/backups",
+        ),
+        Err(e) => done(
+            &state,
+            &session,
+            FlashKind::Error,
+            format!("Backup {shown} was not deleted: {e}"),
+            &format!("/backups/{}", url_encode(&shown)),
+        ),
+    }
+}
+
+/// `POST /files/{area}/{name}/delete`.
+pub async fn delete_file(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath((area, name)): ApiPath<(FileArea, String)>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let shown = name.clone();
+    let (kind, text) = match run(&state, move |s| Ok(s.delete_file(area, &name)?)).await {
+        Ok(()) => (FlashKind::Success, format!("{shown} deleted.")),
+        Err(e) => (FlashKind::Error, format!("{shown} was not deleted: {e}")),
+    };
+    done(&state, &session, kind, text, "/backups")
+}
+
+/// `POST /jobs/{id}/cancel`.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<u64>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let (kind, text) = match state.services.jobs.cancel(JobId(id)) {
+        Ok(info) if info.state.is_finished() && !info.cancel_requested => {
+            (FlashKind::Info, format!("Job {id} had already finished."))
+        }
+        Ok(_) => (FlashKind::Success, format!("Job {id}: cancel requested.")),
+        Err(e) => (FlashKind::Error, ApiError::from(e).to_string()),
+    };
+    done(&state, &session, kind, text, &format!("/jobs/{id}"))
+}
+
+/// `POST /snapshots`: creates and takes a snapshot held until destroyed.
+pub async fn create_snapshot(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let devices = form.all("devices");
+    let result = match storage(&form) {
+        Ok(storage) => {
+            run(&state, move |s| {
+                let names: Vec<&str> = devices.iter().map(String::as_str).collect();
+                Ok(s.jobs
+                    .create_snapshot(&names, &storage, &SessionOptions::default())?)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(info) => {
+            state.services.events.record(
+                Level::Info,
+                "snapshot",
+                format!("snapshot {} taken on request", info.id),
+            );
+            done(
+                &state,
+                &session,
+                FlashKind::Success,
+                format!(
+                    "Snapshot taken: {} of difference storage ready.",
+                    bytes(info.storage.total_bytes)
+                ),
+                &format!("/snapshots/{}", info.id),
+            )
+        }
+        Err(e) => done(
+            &state,
+            &session,
+            FlashKind::Error,
+            format!("The snapshot was not taken: {e}"),
+            "/snapshots",
+        ),
+    }
+}
+
+/// `POST /snapshots/{id}/destroy`.
+pub async fn destroy_snapshot(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let shown = id.clone();
+    match run(&state, move |s| Ok(s.jobs.destroy_snapshot(&id)?)).await {
+        Ok(()) => done(
+            &state,
+            &session,
+            FlashKind::Success,
+            format!("Snapshot {shown} released."),
+            "/snapshots",
+        ),
+        Err(e) => done(
+            &state,
+            &session,
+            FlashKind::Error,
+            format!("Snapshot {shown} was not released: {e}"),
+            &format!("/snapshots/{shown}"),
+        ),
+    }
+}
+
+fn target_config(form: &FormData) -> Result<TargetConfig, ApiError> {
+    match form.get("kind") {
+        "device" if !form.get("device").is_empty() => Ok(TargetConfig::Device {
+            device: form.get("device").to_owned(),
+        }),
+        "directory" if !form.get("path").is_empty() => Ok(TargetConfig::Directory {
+            path: form.get("path").into(),
+        }),
+        _ => Err(ApiError::BadRequest(
+            "choose a disk with a filesystem, or give a directory".into(),
+        )),
+    }
+}
+
+/// `POST /settings/target`: tests and saves the target.
+pub async fn set_target(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let result = match target_config(&form) {
+        Ok(config) => {
+            run(&state, move |s| {
+                let (resolved, space) = s.targets.set(config)?;
+                s.events.record(
+                    Level::Info,
+                    "target",
+                    format!("backup target set to {}", resolved.config.describe()),
+                );
+                Ok((resolved, space))
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    let (kind, text) = match result {
+        Ok((resolved, space)) => (
+            FlashKind::Success,
+            format!(
+                "Backups now go to {} ({} free).",
+                resolved.config.describe(),
+                bytes(space.free_bytes)
+            ),
+        ),
+        Err(e) => (FlashKind::Error, format!("The target was not changed: {e}")),
+    };
+    done(&state, &session, kind, text, "/settings")
+}
+
+/// `POST /settings/target/test`: tests without saving.
+pub async fn test_target(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let result = match target_config(&form) {
+        Ok(config) => run(&state, move |s| Ok(s.targets.test(&config)?)).await,
+        Err(e) => Err(e),
+    };
+    let (kind, text) = match result {
+        Ok((resolved, space)) => (
+            FlashKind::Success,
+            format!(
+                "{} works: writable, {} free of {}.",
+                resolved.config.describe(),
+                bytes(space.free_bytes),
+                bytes(space.total_bytes)
+            ),
+        ),
+        Err(e) => (FlashKind::Error, format!("The test failed: {e}")),
+    };
+    done(&state, &session, kind, text, "/settings")
+}
+
+/// `POST /settings/target/reset`: back to the default target.
+pub async fn reset_target(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let (kind, text) = match run(&state, |s| Ok(s.targets.reset()?)).await {
+        Ok(()) => (
+            FlashKind::Success,
+            "The default target applies again.".to_owned(),
+        ),
+        Err(e) => (FlashKind::Error, format!("The setting was not reset: {e}")),
+    };
+    done(&state, &session, kind, text, "/settings")
+}
+
+/// `POST /settings/password`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let current = form.get("current").to_owned();
+    let new = form.get("new").to_owned();
+    if new != form.get("confirm") {
+        return done(
+            &state,
+            &session,
+            FlashKind::Error,
+            "The new password and its confirmation differ.".to_owned(),
+            "/settings",
+        );
+    }
+    let st = state.clone();
+    let result = crate::api::failure::blocking(move || {
+        crate::api::settings::change_password(&st, &current, &new)
+    })
+    .await;
+    let (kind, text) = match result {
+        Ok(()) => (FlashKind::Success, "Password changed.".to_owned()),
+        Err(e) => (
+            FlashKind::Error,
+            format!("The password was not changed: {e}"),
+        ),
+    };
+    done(&state, &session, kind, text, "/settings")
+}
+
+/// `POST /settings/tokens`: the new token's secret is shown once, in the flash message.
+pub async fn create_token(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let (kind, text) = match state.services.tokens.create(form.get("name"), unix_now()) {
+        Ok((record, secret)) => {
+            state.services.events.record(
+                Level::Info,
+                "system",
+                format!("API token {} ({}) created", record.id, record.name),
+            );
+            (
+                FlashKind::Info,
+                format!(
+                    "API token \u{201c}{}\u{201d} created. Copy it now, it is not shown again: {secret}",
+                    record.name
+                ),
+            )
+        }
+        Err(e) => (FlashKind::Error, format!("No token was created: {e}")),
+    };
+    done(&state, &session, kind, text, "/settings")
+}
+
+/// `POST /settings/tokens/{id}/revoke`.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let (kind, text) = match state.services.tokens.revoke(&id) {
+        Ok(record) => (
+            FlashKind::Success,
+            format!("API token \u{201c}{}\u{201d} revoked.", record.name),
+        ),
+        Err(e) => (FlashKind::Error, e.to_string()),
+    };
+    done(&state, &session, kind, text, "/settings")
+}

@@ -1,0 +1,520 @@
+//! In-process tests of the pages, forms and REST resources (tower `oneshot`): login and
+//! redirects, CSRF, every documented call guarded, JSON errors for bad input.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use snapcore::{JobManagerConfig, Scanner};
+use tower::ServiceExt;
+
+use crate::api::{make_app, AppState, PUBLIC_PATHS};
+use crate::auth::PasswordStore;
+use crate::services::{Services, ServicesConfig};
+
+const PASSWORD: &str = "correct horse";
+
+struct Fixture {
+    app: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// An app over an empty fake machine (no disks), settings and target in a temp dir.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("machine");
+    std::fs::create_dir_all(root.join("sys/block")).expect("sys");
+    std::fs::create_dir_all(root.join("dev")).expect("dev");
+    std::fs::write(root.join("mountinfo"), "").expect("mountinfo");
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir_all(&state_dir).expect("state");
+    let cfg = ServicesConfig {
+        state_dir: Some(state_dir),
+        ephemeral: false,
+        mount_root: dir.path().join("mnt"),
+        default_target_dir: dir.path().join("backups"),
+        jobs: JobManagerConfig {
+            kernel: snapcore::Kernel::at(dir.path().join("no-blksnap")),
+            scanner: Scanner::rooted(&root),
+            ..JobManagerConfig::default()
+        },
+    };
+    let services: Arc<Services> = Services::new(cfg);
+    let passwords = PasswordStore::in_memory(PASSWORD).expect("hash");
+    let (state, _stop) = AppState::with_services(passwords, false, services);
+    Fixture {
+        app: make_app(state),
+        _dir: dir,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.body))
+    }
+    fn location(&self) -> String {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+async fn send(app: &Router, mut request: Request<Body>) -> Reply {
+    let peer: SocketAddr = "10.0.2.2:40000".parse().expect("addr");
+    request.extensions_mut().insert(ConnectInfo(peer));
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+fn api(method: Method, uri: &str, body: Option<&str>, token: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    match body {
+        Some(text) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(text.to_owned())),
+        None => b.body(Body::empty()),
+    }
+    .expect("request")
+}
+
+fn page(uri: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder()
+        .uri(uri)
+        .header(header::ACCEPT, "text/html,application/xhtml+xml");
+    if let Some(c) = cookie {
+        b = b.header(header::COOKIE, format!("appliance_session={c}"));
+    }
+    b.body(Body::empty()).expect("request")
+}
+
+fn form(uri: &str, cookie: &str, fields: &str) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::COOKIE, format!("appliance_session={cookie}"))
+        .body(Body::from(fields.to_owned()))
+        .expect("request")
+}
+
+async fn token(app: &Router) -> String {
+    let body = json!({"username": "admin", "password": PASSWORD}).to_string();
+    let reply = send(
+        app,
+        api(Method::POST, "/api/v1/auth/login", Some(&body), None),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.json()["token"].as_str().expect("token").to_owned()
+}
+
+/// A value for a path parameter.
+fn fill(path: &str) -> String {
+    path.replace("{area}", "exports")
+        .replace("{id}", "1")
+        .replace("{name}", "x.img")
+}
+
+#[tokio::test]
+async fn every_documented_call_needs_credentials() {
+    let f = fixture();
+    let t = token(&f.app).await;
+    let doc = send(
+        &f.app,
+        api(Method::GET, "/api/v1/openapi.json", None, Some(&t)),
+    )
+    .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let doc = doc.json();
+    assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 20, "only {} paths documented", paths.len());
+    let mut checked = 0;
+    for (path, item) in paths {
+        for method in item.as_object().expect("item").keys() {
+            let m: Method = method.to_uppercase().parse().expect("method");
+            let public = PUBLIC_PATHS.contains(&path.as_str());
+            let reply = send(&f.app, api(m.clone(), &fill(path), Some("{}"), None)).await;
+            if public {
+                assert_ne!(reply.status, StatusCode::UNAUTHORIZED, "{m} {path}");
+            } else {
+                assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{m} {path}");
+                assert_eq!(reply.json()["code"], "unauthorized", "{m} {path}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 25, "{checked}");
+}
+
+#[tokio::test]
+async fn bad_input_gives_json_4xx() {
+    let f = fixture();
+    let t = token(&f.app).await;
+    let cases: &[(Method, &str, Option<&str>, u16, &str)] = &[
+        (Method::GET, "/api/v1/jobs/7", None, 404, "job_not_found"),
+        (Method::GET, "/api/v1/jobs/abc", None, 400, "bad_request"),
+        (
+            Method::POST,
+            "/api/v1/jobs/7/cancel",
+            None,
+            404,
+            "job_not_found",
+        ),
+        (
+            Method::GET,
+            "/api/v1/devices/nope",
+            None,
+            404,
+            "unknown_device",
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups",
+            Some("{not json"),
+            400,
+            "bad_request",
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups",
+            Some(r#"{"device":"nope","storage":{"kind":"device","device":"x"}}"#),
+            404,
+            "unknown_device",
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups",
+            Some(r#"{"device":1}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            Method::GET,
+            "/api/v1/backups/..%2Fx",
+            None,
+            400,
+            "invalid_argument",
+        ),
+        (
+            Method::GET,
+            "/api/v1/backups/nothing",
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups/nothing/verify",
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/api/v1/backups/nothing/export",
+            Some(r#"{"format":"qcow2","name":"../../etc/passwd"}"#),
+            400,
+            "invalid_argument",
+        ),
+        (
+            Method::GET,
+            "/api/v1/snapshots/not-a-uuid",
+            None,
+            400,
+            "invalid_argument",
+        ),
+        (
+            Method::GET,
+            "/api/v1/files/other/x",
+            None,
+            400,
+            "bad_request",
+        ),
+        (
+            Method::GET,
+            "/api/v1/files/exports/none.raw",
+            None,
+            404,
+            "file_not_found",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/target",
+            Some(r#"{"kind":"directory","path":"/no/such/dir"}"#),
+            400,
+            "target_not_a_directory",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/target",
+            Some(r#"{"kind":"device","device":"vdz"}"#),
+            404,
+            "unknown_device",
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/settings/tokens/zz",
+            None,
+            404,
+            "token_not_found",
+        ),
+        (
+            Method::POST,
+            "/api/v1/settings/password",
+            Some(r#"{"current_password":"wrong","new_password":"long enough"}"#),
+            400,
+            "wrong_password",
+        ),
+        (
+            Method::GET,
+            "/api/v1/events?after=x",
+            None,
+            400,
+            "bad_request",
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let reply = send(&f.app, api(method.clone(), uri, *body, Some(&t))).await;
+        assert_eq!(
+            reply.status.as_u16(),
+            *status,
+            "{method} {uri}: {}",
+            reply.body
+        );
+        assert_eq!(reply.json()["code"], *code, "{method} {uri}");
+        assert!(reply.json()["message"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn target_files_tokens_and_events() {
+    let f = fixture();
+    let t = token(&f.app).await;
+    let target = send(&f.app, api(Method::GET, "/api/v1/target", None, Some(&t))).await;
+    assert_eq!(target.status, StatusCode::OK);
+    let target = target.json();
+    assert_eq!(target["ok"], true, "{target}");
+    assert_eq!(target["configured"], false);
+    assert_eq!(target["config"]["kind"], "directory");
+    assert!(target["free_bytes"].as_u64().unwrap_or(0) > 0);
+    let backups = send(&f.app, api(Method::GET, "/api/v1/backups", None, Some(&t))).await;
+    assert_eq!(backups.status, StatusCode::OK, "{}", backups.body);
+    assert_eq!(backups.json()["backups"], json!([]));
+    let files = send(&f.app, api(Method::GET, "/api/v1/files", None, Some(&t))).await;
+    assert_eq!(files.json(), json!([]));
+
+    // An API token works as a bearer token until revoked.
+    let created = send(
+        &f.app,
+        api(
+            Method::POST,
+            "/api/v1/settings/tokens",
+            Some(r#"{"name":"ci"}"#),
+            Some(&t),
+        ),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let secret = created.json()["token"].as_str().expect("token").to_owned();
+    let id = created.json()["id"].as_str().expect("id").to_owned();
+    let jobs = send(
+        &f.app,
+        api(Method::GET, "/api/v1/jobs", None, Some(&secret)),
+    )
+    .await;
+    assert_eq!(jobs.status, StatusCode::OK);
+    let uri = format!("/api/v1/settings/tokens/{id}");
+    let revoked = send(&f.app, api(Method::DELETE, &uri, None, Some(&t))).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let jobs = send(
+        &f.app,
+        api(Method::GET, "/api/v1/jobs", None, Some(&secret)),
+    )
+    .await;
+    assert_eq!(jobs.status, StatusCode::UNAUTHORIZED);
+
+    let events = send(&f.app, api(Method::GET, "/api/v1/events", None, Some(&t))).await;
+    let events = events.json();
+    let messages: Vec<&str> = events["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("API token")),
+        "{messages:?}"
+    );
+    let last = events["last_id"].as_u64().expect("last_id");
+    let newer = send(
+        &f.app,
+        api(
+            Method::GET,
+            &format!("/api/v1/events?after={last}"),
+            None,
+            Some(&t),
+        ),
+    )
+    .await;
+    assert_eq!(newer.json()["events"], json!([]));
+}
+
+#[tokio::test]
+async fn browsers_are_sent_to_the_login_page() {
+    let f = fixture();
+    let reply = send(&f.app, page("/jobs", None)).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location(), "/login?next=/jobs");
+    // API clients keep the JSON 401, also for pages.
+    let reply = send(&f.app, api(Method::GET, "/", None, None)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let login = send(&f.app, page("/login?next=/jobs", None)).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains("name=\"password\""));
+    let css = send(&f.app, page("/static/app.css", None)).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert_eq!(
+        css.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"text/css"[..])
+    );
+}
+
+fn cookie_of(reply: &Reply) -> String {
+    let set = reply
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("set-cookie");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    set.split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("cookie value")
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("csrf field") + 19;
+    html[at..].split('"').next().expect("csrf").to_owned()
+}
+
+#[tokio::test]
+async fn login_form_pages_and_csrf() {
+    let f = fixture();
+    let login = |password: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "username=admin&password={}&next=%2Fbackups",
+                password.replace(' ', "+")
+            )))
+            .expect("request")
+    };
+    let wrong = send(&f.app, login("nope")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("Wrong user name or password"));
+    let right = send(&f.app, login(PASSWORD)).await;
+    assert_eq!(right.status, StatusCode::SEE_OTHER);
+    assert_eq!(right.location(), "/backups");
+    let cookie = cookie_of(&right);
+
+    for (uri, needle) in [
+        ("/", "Backup target"),
+        ("/disks", "No disks found"),
+        ("/snapshots", "Take a snapshot"),
+        ("/jobs", "No jobs yet"),
+        ("/backups", "Start a backup"),
+        ("/settings", "API tokens"),
+    ] {
+        let reply = send(&f.app, page(uri, Some(&cookie))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+        assert!(reply.body.contains(needle), "{uri} lacks {needle:?}");
+    }
+    let missing = send(&f.app, page("/jobs/99", Some(&cookie))).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.body.contains("there is no job 99"));
+
+    // A form without the session's CSRF token is refused; with it, it works and flashes.
+    let forged = send(&f.app, form("/settings/tokens", &cookie, "name=x&csrf=00")).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let settings = send(&f.app, page("/settings", Some(&cookie))).await;
+    let csrf = csrf_of(&settings.body);
+    let body = format!("name=nightly&csrf={csrf}");
+    let made = send(&f.app, form("/settings/tokens", &cookie, &body)).await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER);
+    let shown = send(&f.app, page("/settings", Some(&cookie))).await;
+    assert!(shown.body.contains("nightly"));
+    assert!(
+        shown.body.contains("Copy it now"),
+        "the new token is shown once"
+    );
+    let again = send(&f.app, page("/settings", Some(&cookie))).await;
+    assert!(
+        !again.body.contains("Copy it now"),
+        "the token is shown only once"
+    );
+
+    // A backup of an unknown disk says why, on the page it came from.
+    let body = format!("device=vdq&scratch=vdr&mode=auto&csrf={csrf}");
+    let started = send(&f.app, form("/backups", &cookie, &body)).await;
+    assert_eq!(started.location(), "/backups");
+    let back = send(&f.app, page("/backups", Some(&cookie))).await;
+    assert!(back.body.contains("could not start"), "{}", back.body);
+    assert!(back.body.contains("no device matches"));
+
+    // Logging out ends the session.
+    let out = send(&f.app, form("/logout", &cookie, &format!("csrf={csrf}"))).await;
+    assert_eq!(out.location(), "/login");
+    let after = send(&f.app, page("/", Some(&cookie))).await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+}
+
+#[test]
+fn openapi_document_names_every_resource() {
+    use utoipa::OpenApi;
+    let doc = serde_json::to_value(crate::api::openapi::ApiDoc::openapi()).expect("json");
+    for path in [
+        "/api/v1/devices",
+        "/api/v1/snapshots/{id}",
+        "/api/v1/backups/{id}/restore",
+        "/api/v1/jobs/{id}/cancel",
+        "/api/v1/target/test",
+        "/api/v1/files/{area}/{name}",
+        "/api/v1/settings/tokens/{id}",
+        "/api/v1/events",
+        "/api/v1/health",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} undocumented");
+    }
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../webui/templates/base.html")
+        .is_file());
+}
