@@ -187,6 +187,7 @@ struct Shared {
     stop: AtomicBool,
     opts: SessionOptions,
     started: Instant,
+    created_unix: u64,
 }
 
 impl Shared {
@@ -404,6 +405,7 @@ impl SnapshotSession {
             stop: AtomicBool::new(false),
             opts: opts.clone(),
             started: Instant::now(),
+            created_unix: unix_now(),
         });
         // From here on, dropping the session destroys the snapshot.
         let session = SnapshotSession {
@@ -552,7 +554,7 @@ impl SnapshotSession {
                 given_bytes: inner.given_sectors * SECTOR,
                 exhausted: inner.exhausted,
             },
-            created_unix: unix_now().saturating_sub(self.shared.started.elapsed().as_secs()),
+            created_unix: self.shared.created_unix,
             taken_unix: inner.taken_unix,
             events: inner.events.clone(),
         }

@@ -283,3 +283,19 @@ fn leftovers_of_a_crashed_daemon_are_destroyed() {
     assert!(h.fake.snapshot_collect().unwrap().is_empty());
     assert!(h.kernel.cleanup_leftovers().unwrap().is_empty());
 }
+
+#[test]
+fn storage_used_by_another_session_is_refused() {
+    let h = FakeHost::new();
+    let st = DiffStorage::device("scratch0");
+    let first = SnapshotSession::create(&h.kernel, &h.scanner, &["prod0"], &st, &opts()).unwrap();
+    let e = SnapshotSession::create(&h.kernel, &h.scanner, &["prod1"], &st, &opts()).unwrap_err();
+    assert_eq!(e.code(), "storage_in_use");
+    assert!(
+        e.to_string()
+            .contains("is difference storage of another snapshot"),
+        "{e}"
+    );
+    drop(first);
+    SnapshotSession::create(&h.kernel, &h.scanner, &["prod1"], &st, &opts()).unwrap();
+}

@@ -91,6 +91,18 @@ pub(super) fn prepare(
         });
     }
 
+    // Claimed before anything is changed: another session may be using the file.
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(path, "cannot create", e)),
+    }
+    let lock = super::claim(path, true, &path.display().to_string())?;
     let file = open_storage_file(path)?;
     let meta = file.metadata().map_err(|e| io(path, "cannot stat", e))?;
     let allocated = meta.blocks().saturating_mul(512);
@@ -147,6 +159,7 @@ pub(super) fn prepare(
         dev,
         pool: RangePool::new(ranges),
         _file: Some(guard),
+        _claim: vec![lock],
     })
 }
 

@@ -13,6 +13,10 @@
 //!   (`storage_is_snapshotted`), nor one stacked on such a device;
 //! - never a mounted or held device, nor a disk with a mounted or held partition
 //!   (`storage_in_use`);
+//! - never a device (or a partition of a disk, or a disk with a partition) that another
+//!   session of any process uses (`storage_in_use`): a session holds an exclusive `flock`
+//!   on its storage device node (and a shared one on the disk of a partition) until it
+//!   ends; the module itself opens storage without exclusion;
 //! - a device holding a recognised filesystem or partition table only with `overwrite`
 //!   (`storage_has_data`); blank devices, devices with unknown content and devices already
 //!   labelled as scratch by this crate are used without asking;
@@ -26,6 +30,7 @@
 //!   refused);
 //! - never on the filesystem of a snapshotted device (or a device stacked on one): the
 //!   module's writes would go behind a production filesystem's back;
+//! - never a file another session uses (exclusive `flock` on the file, as for devices);
 //! - the file is allocated and zero-filled, then mapped; every byte must lie in written,
 //!   unshared, aligned extents (no unwritten, delayed, inline, encoded or shared extents);
 //! - while a session uses it, the file is kept open and made immutable (it cannot be
@@ -41,9 +46,11 @@ pub(crate) mod fsioctl;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use blksnap::{DevId, SectorRange};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::devices::{self, Device, DeviceKind, FsType, Scanner};
@@ -94,6 +101,37 @@ pub(crate) struct Prepared {
     pub pool: RangePool,
     /// Keeps a storage file open and immutable until dropped.
     pub _file: Option<FileGuard>,
+    /// Locks that mark the storage as used by this session.
+    pub _claim: Vec<Flock<File>>,
+}
+
+/// Takes a non-blocking `flock` on `path` (exclusive or shared), marking it as storage of
+/// this session; `storage_in_use` when another session holds it.
+pub(crate) fn claim(
+    path: &Path,
+    exclusive: bool,
+    storage: &str,
+) -> Result<Flock<File>, SessionError> {
+    let f = File::open(path)
+        .map_err(|e| SessionError::storage_io(format!("opening {}", path.display()), e))?;
+    let arg = if exclusive {
+        FlockArg::LockExclusiveNonblock
+    } else {
+        FlockArg::LockSharedNonblock
+    };
+    Flock::lock(f, arg).map_err(|(_, errno)| {
+        if errno == Errno::EWOULDBLOCK {
+            SessionError::StorageInUse {
+                storage: storage.to_owned(),
+                usage: format!(
+                    "{} is difference storage of another snapshot",
+                    path.display()
+                ),
+            }
+        } else {
+            SessionError::storage_io(format!("locking {}", path.display()), errno.into())
+        }
+    })
 }
 
 /// Ranges not yet given to the module, in order.
@@ -252,6 +290,15 @@ fn prepare_device(
             required,
         });
     }
+    let mut locks = Vec::new();
+    if let Some(disk) = dev
+        .parent
+        .as_ref()
+        .and_then(|p| all.iter().find(|d| &d.name == p))
+    {
+        locks.push(claim(&disk.path, false, &label)?);
+    }
+    locks.push(claim(&dev.path, true, &label)?);
     write_scratch_label(dev)?;
     let start = SCRATCH_RESERVED / SECTOR;
     Ok(Prepared {
@@ -259,6 +306,7 @@ fn prepare_device(
         dev: dev.dev,
         pool: RangePool::new(vec![SectorRange::new(start, available / SECTOR)]),
         _file: None,
+        _claim: locks,
     })
 }
 

@@ -170,7 +170,34 @@ fn a_blank_scratch_disk_is_labelled_and_used_minus_the_reserved_ends() {
     let scanner = Scanner::rooted(tmp.path());
     let vdb = scanner.find("vdb").unwrap();
     assert_eq!(vdb.content.fs_type, Some(FsType::BlksnapScratch));
+    // Not while the first claim holds it (nor its partition-less disk as a whole).
+    let e = prep(tmp.path(), DiffStorage::device("vdb"), &["vda"], 0)
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), "storage_in_use");
+    drop(p);
     prep(tmp.path(), DiffStorage::device("vdb"), &["vda"], 0).unwrap();
+}
+
+#[test]
+fn a_partition_and_its_disk_are_not_both_storage() {
+    let tmp = tree();
+    let root = tmp.path();
+    add_partition(root, "vdb", "vdb1", 1, "254:17", 16 * 2048);
+    fs::File::create(root.join("dev/vdb1"))
+        .unwrap()
+        .set_len(16 * MIB)
+        .unwrap();
+    let part = prep(root, DiffStorage::device("vdb1"), &["vda"], 0).unwrap();
+    let whole = DiffStorage::Device {
+        device: "vdb".into(),
+        overwrite: true,
+    };
+    let e = prep(root, whole.clone(), &["vda"], 0).err().unwrap();
+    assert_eq!(e.code(), "storage_in_use");
+    assert!(e.to_string().contains("another snapshot"), "{e}");
+    drop(part);
+    prep(root, whole, &["vda"], 0).unwrap();
 }
 
 #[test]
