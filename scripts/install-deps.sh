@@ -40,6 +40,11 @@ packages=(
 	"linux-image-amd64:/boot/vmlinuz-*-amd64"
 	"linux-headers-amd64:/usr/src/linux-headers-*-amd64"
 	"linux-source-6.1:/usr/src/linux-source-*.tar.xz"
+	# The web UI test (tests/tests/webui.rs): headless browser, its driver, schemathesis.
+	"chromium:chromium"
+	"nodejs:node"
+	"npm:npm"
+	"python3-venv:/usr/lib/python3*/ensurepip"
 )
 
 # present WHAT: a program on PATH, or a path (glob allowed) that exists.

@@ -1,0 +1,529 @@
+//! The web UI and the REST resources against ONE booted appliance (the ISO, TCG), shared
+//! by every check here; the checks take turns (one lock) so each sees the appliance as
+//! it left it.
+//!
+//! Disks: `prod0` (ext4 with files, 64 MiB), `scratch0` (blank), `backup0` (an empty
+//! ext4 filesystem made on the host: the default target, mounted by the appliance).
+//!
+//! - every documented call but health and login answers 401 without credentials (the
+//!   paths come from the served OpenAPI document);
+//! - REST: full backup of prod0 → job to 100 % → restore to a file, verify, export to
+//!   qcow2; the checksums of the job results, the manifest, the downloaded restore and a
+//!   host-side SHA-256 of prod0's image file all agree; `qemu-img compare` accepts the
+//!   downloaded qcow2;
+//! - headless chromium (`tests/browser/run.mjs`, playwright-core): log in, back up,
+//!   watch the progress bar reach done, restore; screenshots in `tests/artifacts/webui/`;
+//! - schemathesis (in `target/venv`) against the served document with a bearer token:
+//!   no 5xx, no response that breaks the schema.
+//!
+//! Nothing writes to prod0 during the run (the appliance only reads it through
+//! snapshots), so the host can hash its image file before boot.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use appliance_tests::qemu::{self, Boot, DiskSpec, Vm, VmConfig};
+use appliance_tests::{build, paths};
+use serde_json::{json, Value};
+
+const NAME: &str = "webui";
+const PASSWORD: &str = "Webui-Password-7";
+const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
+const JOB_TIMEOUT: Duration = Duration::from_secs(600);
+/// The schemathesis release the fuzz run installs.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+/// The booted appliance every check uses.
+struct Appliance {
+    base: String,
+    /// SHA-256 of prod0's image file, taken before boot.
+    prod_sha256: String,
+    prod_image: PathBuf,
+    dir: PathBuf,
+}
+
+/// The appliance, booted on first use. QEMU lives on a thread of its own that never ends
+/// (QEMU dies with the test process: parent-death signal).
+fn appliance() -> &'static Appliance {
+    static APPLIANCE: OnceLock<Appliance> = OnceLock::new();
+    APPLIANCE.get_or_init(boot)
+}
+
+/// One check at a time.
+fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn boot() -> Appliance {
+    let root = paths::workspace_root();
+    let started = Instant::now();
+    build::run(Command::new("make").arg("-C").arg(root.join("images"))).expect("make -C images");
+    println!("webui: make -C images took {:.1} s", started.elapsed().as_secs_f64());
+    let iso = root.join("images/out/appliance.iso");
+    let dir = paths::artifacts_dir(NAME);
+    let prod = prod_disk(&dir);
+    let prod_sha256 = sha256_file(&prod);
+    let scratch = dir.join("scratch0.img");
+    qemu::disk_image(&scratch, 256 << 20).expect("scratch0");
+    let backup = dir.join("backup0.img");
+    qemu::disk_image(&backup, 768 << 20).expect("backup0");
+    build::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "backup0"])
+            .arg(&backup),
+    )
+    .expect("mkfs.ext4 backup0");
+
+    let port = qemu::free_port();
+    let mut cfg = VmConfig::new(NAME, Boot::Cdrom(iso));
+    cfg.memory_mb = 1536;
+    cfg.disks = vec![
+        DiskSpec::raw(&prod, "prod0"),
+        DiskSpec::raw(&scratch, "scratch0"),
+        DiskSpec::raw(&backup, "backup0"),
+    ];
+    cfg.hostfwd.push((port, 443));
+    cfg.fw_cfg.push((
+        "opt/appliance/config".to_owned(),
+        format!("password={PASSWORD}"),
+    ));
+    let (ready_tx, ready_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("webui-vm".into())
+        .spawn(move || {
+            let vm = Vm::start(cfg);
+            let vm = match vm {
+                Ok(vm) => vm,
+                Err(err) => {
+                    let _ = ready_tx.send(Err(err.to_string()));
+                    return;
+                }
+            };
+            let log = vm.log_path().to_path_buf();
+            let _ = ready_tx.send(Ok(log));
+            // Keep QEMU (and this thread, its parent-death anchor) alive until the test
+            // process ends.
+            loop {
+                if vm.try_status().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+        .expect("VM thread");
+    let log = ready_rx
+        .recv()
+        .expect("VM thread answers")
+        .unwrap_or_else(|err| panic!("start the VM: {err}"));
+    let base = format!("https://127.0.0.1:{port}");
+    let deadline = Instant::now() + paths::scaled(BOOT_TIMEOUT);
+    loop {
+        if let Some(reply) = call(&base, "GET", "/api/v1/health", None, None) {
+            if reply.status == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API did not come up; see {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "webui: appliance up after {:.1} s; serial log {}",
+        started.elapsed().as_secs_f64(),
+        log.display()
+    );
+    Appliance {
+        base,
+        prod_sha256,
+        prod_image: prod,
+        dir,
+    }
+}
+
+/// prod0: ext4 with a few files, made on the host.
+fn prod_disk(dir: &Path) -> PathBuf {
+    let tree = dir.join("prod0-tree");
+    let _ = std::fs::remove_dir_all(&tree);
+    std::fs::create_dir_all(tree.join("data")).expect("tree");
+    std::fs::write(tree.join("README"), "production data for the web UI test\n").expect("file");
+    let blob: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(tree.join("data/blob.bin"), &blob).expect("file");
+    let img = dir.join("prod0.img");
+    let _ = std::fs::remove_file(&img);
+    build::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "prod0", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("64M"),
+    )
+    .expect("mkfs.ext4 -d prod0");
+    img
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_owned()
+}
+
+// --- HTTPS ---------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
+    }
+}
+
+/// One call with curl (`-k`: the certificate is self-signed). `None` when no answer.
+fn call(base: &str, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Option<Reply> {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-k", "--max-time", "120", "-X", method, "-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    cmd.arg(format!("{base}{path}"));
+    let out = cmd.stdin(Stdio::null()).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n')?;
+    Some(Reply {
+        status: status.trim().parse().ok()?,
+        body: body.to_owned(),
+    })
+}
+
+struct Api<'a> {
+    app: &'a Appliance,
+    token: String,
+}
+
+impl<'a> Api<'a> {
+    fn login(app: &'a Appliance) -> Api<'a> {
+        let body = json!({"username": "admin", "password": PASSWORD}).to_string();
+        let reply = call(&app.base, "POST", "/api/v1/auth/login", Some(&body), None)
+            .expect("login answers");
+        assert_eq!(reply.status, 200, "login: {reply:?}");
+        let token = reply.json()["token"].as_str().expect("token").to_owned();
+        Api { app, token }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let body = body.map(|b| b.to_string());
+        call(&self.app.base, method, path, body.as_deref(), Some(&self.token))
+            .unwrap_or_else(|| panic!("{method} {path}: no answer"))
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
+        let reply = self.call(method, path, body);
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+        reply.json()
+    }
+
+    /// Polls a job until it finished; prints its progress as it goes; returns the record.
+    fn wait_job(&self, id: u64) -> Value {
+        let deadline = Instant::now() + paths::scaled(JOB_TIMEOUT);
+        let mut last_percent = None;
+        loop {
+            let job = self.ok("GET", &format!("/api/v1/jobs/{id}"), None, 200);
+            let percent = job["progress"]["percent"].as_u64();
+            if percent != last_percent {
+                println!(
+                    "webui: job {id} {} {}%: {} of {} bytes",
+                    job["state"], percent.unwrap_or(0), job["progress"]["done_bytes"],
+                    job["progress"]["total_bytes"]
+                );
+                last_percent = percent;
+            }
+            if job["finished"] == true {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Downloads `path` to `dest` with the bearer token.
+    fn download(&self, path: &str, dest: &Path) {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--fail", "--max-time", "600", "-o"])
+            .arg(dest)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.token))
+            .arg(format!("{}{path}", self.app.base))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "download {path}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn done(job: &Value) -> &Value {
+    assert_eq!(job["state"], "done", "job failed: {job}");
+    assert_eq!(job["progress"]["percent"], 100, "{job}");
+    &job["result"]
+}
+
+// --- the checks ----------------------------------------------------------------------------
+
+#[test]
+fn every_documented_call_needs_credentials() {
+    let app = appliance();
+    let _turn = turn();
+    let api = Api::login(app);
+    let doc = api.ok("GET", "/api/v1/openapi.json", None, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut guarded = 0;
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{area}", "exports")
+            .replace("{name}", "x.img")
+            .replace("{id}", "1");
+        for method in item.as_object().expect("path item").keys() {
+            let method = method.to_uppercase();
+            let public = path == "/api/v1/health" || path == "/api/v1/auth/login";
+            for token in [None, Some("0123456789abcdef"), Some("apt_0123")] {
+                let reply = call(&app.base, &method, &concrete, Some("{}"), token)
+                    .unwrap_or_else(|| panic!("{method} {path}: no answer"));
+                if public {
+                    assert_ne!(reply.status, 401, "{method} {path} is public");
+                    break;
+                }
+                assert_eq!(reply.status, 401, "{method} {concrete} with {token:?}: {reply:?}");
+                assert_eq!(reply.json()["code"], "unauthorized");
+            }
+            if !public {
+                guarded += 1;
+            }
+        }
+    }
+    println!("webui: {guarded} documented calls answer 401 without valid credentials");
+    assert!(guarded >= 30, "only {guarded} calls documented");
+}
+
+#[test]
+fn rest_backup_restore_verify_export() {
+    let app = appliance();
+    let _turn = turn();
+    let api = Api::login(app);
+
+    let devices = api.ok("GET", "/api/v1/devices", None, 200);
+    let prod = devices
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["serial"] == "prod0" && d["kind"] == "disk")
+        .unwrap_or_else(|| panic!("no prod0 in {devices}"));
+    assert_eq!(prod["fs_type"], "ext4");
+    assert_eq!(prod["size_bytes"], 64 << 20);
+    let one = api.ok("GET", "/api/v1/devices/prod0", None, 200);
+    assert_eq!(one["id"], prod["id"]);
+
+    let target = api.ok("GET", "/api/v1/target", None, 200);
+    assert_eq!(target["ok"], true, "{target}");
+    assert_eq!(target["config"]["kind"], "device", "{target}");
+    assert_eq!(target["config"]["device"], "serial:backup0");
+    assert!(target["free_bytes"].as_u64().unwrap_or(0) > 64 << 20, "{target}");
+
+    // Wrong devices are 4xx with a code, never 5xx.
+    let bad = api.call(
+        "POST",
+        "/api/v1/backups",
+        Some(json!({"device": "prod0", "storage": {"kind": "device", "device": "prod0"}})),
+    );
+    assert!((400..500).contains(&bad.status), "{bad:?}");
+    let unknown = api.call(
+        "POST",
+        "/api/v1/backups",
+        Some(json!({"device": "nope", "storage": {"kind": "device", "device": "scratch0"}})),
+    );
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert_eq!(unknown.json()["code"], "unknown_device");
+
+    // Full backup.
+    let job = api.ok(
+        "POST",
+        "/api/v1/backups",
+        Some(json!({"device": "prod0", "storage": {"kind": "device", "device": "scratch0"}, "mode": "full"})),
+        202,
+    );
+    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    let report = done(&job);
+    assert_eq!(report["kind"], "backup");
+    assert_eq!(report["mode"], "full");
+    let backup_id = report["backup_id"].as_str().expect("backup id").to_owned();
+    let backup_sha = report["image_sha256"].as_str().expect("image sha").to_owned();
+    println!("webui: backup {backup_id}: image sha256 {backup_sha}");
+    assert_eq!(backup_sha, app.prod_sha256, "the backup read something else than prod0");
+
+    let catalogue = api.ok("GET", "/api/v1/backups", None, 200);
+    assert!(catalogue["backups"]
+        .as_array()
+        .expect("backups")
+        .iter()
+        .any(|b| b["backup_id"] == backup_id.as_str()));
+    let manifest = api.ok("GET", &format!("/api/v1/backups/{backup_id}"), None, 200);
+    assert_eq!(manifest["image_sha256"], backup_sha.as_str());
+    assert_eq!(manifest["disk"]["serial"], "prod0");
+
+    // Restore to a file, download it, hash it on the host.
+    let job = api.ok(
+        "POST",
+        &format!("/api/v1/backups/{backup_id}/restore"),
+        Some(json!({"destination": {"kind": "file", "name": "rest-restore.img"}})),
+        202,
+    );
+    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    let report = done(&job);
+    assert_eq!(report["image_sha256"], backup_sha.as_str());
+    let restored = app.dir.join("rest-restore.img");
+    let _ = std::fs::remove_file(&restored);
+    api.download("/api/v1/files/restores/rest-restore.img", &restored);
+    assert_eq!(sha256_file(&restored), app.prod_sha256, "downloaded restore differs");
+    println!("webui: restored image downloaded; its SHA-256 equals prod0.img's");
+
+    // Verify.
+    let job = api.ok("POST", &format!("/api/v1/backups/{backup_id}/verify"), None, 202);
+    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    let report = done(&job);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["image_sha256_ok"], true, "{report}");
+
+    // Export to qcow2, download it, compare with prod0 on the host.
+    let job = api.ok(
+        "POST",
+        &format!("/api/v1/backups/{backup_id}/export"),
+        Some(json!({"format": "qcow2", "name": "rest-export.qcow2"})),
+        202,
+    );
+    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    done(&job);
+    assert_eq!(job["download"], "/api/v1/files/exports/rest-export.qcow2");
+    let exported = app.dir.join("rest-export.qcow2");
+    let _ = std::fs::remove_file(&exported);
+    api.download("/api/v1/files/exports/rest-export.qcow2", &exported);
+    let compare = Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "qcow2"])
+        .arg(&app.prod_image)
+        .arg(&exported)
+        .output()
+        .expect("qemu-img compare");
+    assert!(
+        compare.status.success(),
+        "qemu-img compare: {}",
+        String::from_utf8_lossy(&compare.stdout)
+    );
+    let files = api.ok("GET", "/api/v1/files", None, 200);
+    assert_eq!(files.as_array().map(Vec::len), Some(2), "{files}");
+
+    // The events tell the story.
+    let events = api.ok("GET", "/api/v1/events", None, 200);
+    let text = events.to_string();
+    for needle in ["backup of", "finished", "released"] {
+        assert!(text.contains(needle), "no {needle:?} event in {text}");
+    }
+}
+
+#[test]
+fn browser_backup_and_restore() {
+    let app = appliance();
+    let _turn = turn();
+    let root = paths::workspace_root();
+    let browser = root.join("tests/browser");
+    if !browser.join("node_modules/playwright-core").is_dir() {
+        build::run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund"])
+                .current_dir(&browser),
+        )
+        .expect("npm ci in tests/browser");
+    }
+    let shots = root.join("tests/artifacts/webui");
+    let _ = std::fs::remove_dir_all(&shots);
+    let out = Command::new("node")
+        .arg(browser.join("run.mjs"))
+        .arg(&app.base)
+        .arg(PASSWORD)
+        .arg(&shots)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node tests/browser/run.mjs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    print!("{stderr}");
+    assert!(out.status.success(), "the browser run failed:\n{stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("browser summary");
+    println!("webui: browser saw {seen}");
+    let summary = seen["restore_summary"].as_str().unwrap_or_default();
+    assert!(summary.contains("SHA-256"), "{seen}");
+    let api = Api::login(app);
+    let restore = api.ok("GET", &format!("/api/v1/jobs/{}", seen["restore_job"]), None, 200);
+    assert_eq!(done(&restore)["image_sha256"], app.prod_sha256.as_str());
+    for name in ["01-login", "02-dashboard", "09-backup-job-finished", "13-restore-job-finished"] {
+        assert!(shots.join(format!("{name}.png")).is_file(), "no {name}.png");
+    }
+}
+
+#[test]
+fn schemathesis_finds_no_server_errors() {
+    let app = appliance();
+    let _turn = turn();
+    let root = paths::workspace_root();
+    let venv = paths::target_dir().join("venv");
+    let st = venv.join("bin/schemathesis");
+    if !st.is_file() {
+        build::run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).expect("venv");
+        build::run(
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "-q", SCHEMATHESIS]),
+        )
+        .expect("pip install schemathesis");
+    }
+    let api = Api::login(app);
+    // A spec file on the host: schemathesis loads it, the calls go to the appliance.
+    let spec = app.dir.join("openapi.json");
+    api.download("/api/v1/openapi.json", &spec);
+    let out = Command::new("bash")
+        .arg(root.join("tests/fuzz-api.sh"))
+        .arg(&spec)
+        .arg(&app.base)
+        .arg(&api.token)
+        .env("SCHEMATHESIS", &st)
+        .stdin(Stdio::null())
+        .output()
+        .expect("tests/fuzz-api.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(app.dir.join("schemathesis.log"), &text).expect("log");
+    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    for line in tail.iter().rev() {
+        println!("schemathesis: {line}");
+    }
+    assert!(out.status.success(), "schemathesis found problems; see {}", app.dir.join("schemathesis.log").display());
+    // The appliance still answers afterwards.
+    let health = call(&app.base, "GET", "/api/v1/health", None, None).expect("health");
+    assert_eq!(health.status, 200);
+}
