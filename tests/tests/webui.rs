@@ -28,7 +28,7 @@ use appliance_tests::qemu::{self, Boot, DiskSpec, Vm, VmConfig};
 use appliance_tests::{build, paths};
 use serde_json::{json, Value};
 
-const NAME: &str = "webui";
+const NAME: &str = "webui-vm";
 const PASSWORD: &str = "Webui-Password-7";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(420);
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
@@ -61,7 +61,10 @@ fn boot() -> Appliance {
     let root = paths::workspace_root();
     let started = Instant::now();
     build::run(Command::new("make").arg("-C").arg(root.join("images"))).expect("make -C images");
-    println!("webui: make -C images took {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "webui: make -C images took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let iso = root.join("images/out/appliance.iso");
     let dir = paths::artifacts_dir(NAME);
     let prod = prod_disk(&dir);
@@ -152,7 +155,9 @@ fn prod_disk(dir: &Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(tree.join("data")).expect("tree");
     std::fs::write(tree.join("README"), "production data for the web UI test\n").expect("file");
-    let blob: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let blob: Vec<u8> = (0..3u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(tree.join("data/blob.bin"), &blob).expect("file");
     let img = dir.join("prod0.img");
     let _ = std::fs::remove_file(&img);
@@ -168,7 +173,10 @@ fn prod_disk(dir: &Path) -> PathBuf {
 }
 
 fn sha256_file(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
     assert!(out.status.success(), "sha256sum {}", path.display());
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -193,9 +201,24 @@ impl Reply {
 }
 
 /// One call with curl (`-k`: the certificate is self-signed). `None` when no answer.
-fn call(base: &str, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> Option<Reply> {
+fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Option<Reply> {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-k", "--max-time", "120", "-X", method, "-w", "\n%{http_code}"]);
+    cmd.args([
+        "-sS",
+        "-k",
+        "--max-time",
+        "120",
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ]);
     if let Some(t) = token {
         cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
     }
@@ -232,8 +255,14 @@ impl<'a> Api<'a> {
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         let body = body.map(|b| b.to_string());
-        call(&self.app.base, method, path, body.as_deref(), Some(&self.token))
-            .unwrap_or_else(|| panic!("{method} {path}: no answer"))
+        call(
+            &self.app.base,
+            method,
+            path,
+            body.as_deref(),
+            Some(&self.token),
+        )
+        .unwrap_or_else(|| panic!("{method} {path}: no answer"))
     }
 
     fn ok(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
@@ -252,7 +281,9 @@ impl<'a> Api<'a> {
             if percent != last_percent {
                 println!(
                     "webui: job {id} {} {}%: {} of {} bytes",
-                    job["state"], percent.unwrap_or(0), job["progress"]["done_bytes"],
+                    job["state"],
+                    percent.unwrap_or(0),
+                    job["progress"]["done_bytes"],
                     job["progress"]["total_bytes"]
                 );
                 last_percent = percent;
@@ -275,7 +306,11 @@ impl<'a> Api<'a> {
             .arg(format!("{}{path}", self.app.base))
             .output()
             .expect("curl");
-        assert!(out.status.success(), "download {path}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "download {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -310,7 +345,10 @@ fn every_documented_call_needs_credentials() {
                     assert_ne!(reply.status, 401, "{method} {path} is public");
                     break;
                 }
-                assert_eq!(reply.status, 401, "{method} {concrete} with {token:?}: {reply:?}");
+                assert_eq!(
+                    reply.status, 401,
+                    "{method} {concrete} with {token:?}: {reply:?}"
+                );
                 assert_eq!(reply.json()["code"], "unauthorized");
             }
             if !public {
@@ -344,22 +382,28 @@ fn rest_backup_restore_verify_export() {
     assert_eq!(target["ok"], true, "{target}");
     assert_eq!(target["config"]["kind"], "device", "{target}");
     assert_eq!(target["config"]["device"], "serial:backup0");
-    assert!(target["free_bytes"].as_u64().unwrap_or(0) > 64 << 20, "{target}");
+    assert!(
+        target["free_bytes"].as_u64().unwrap_or(0) > 64 << 20,
+        "{target}"
+    );
 
-    // Wrong devices are 4xx with a code, never 5xx.
+    // Wrong devices are 4xx with a code, never 5xx, before any job starts.
     let bad = api.call(
         "POST",
         "/api/v1/backups",
         Some(json!({"device": "prod0", "storage": {"kind": "device", "device": "prod0"}})),
     );
-    assert!((400..500).contains(&bad.status), "{bad:?}");
-    let unknown = api.call(
-        "POST",
-        "/api/v1/backups",
-        Some(json!({"device": "nope", "storage": {"kind": "device", "device": "scratch0"}})),
-    );
-    assert_eq!(unknown.status, 404, "{unknown:?}");
-    assert_eq!(unknown.json()["code"], "unknown_device");
+    assert_eq!(bad.status, 409, "{bad:?}");
+    assert_eq!(bad.json()["code"], "storage_is_snapshotted");
+    for (device, scratch) in [("nope", "scratch0"), ("prod0", "nope")] {
+        let unknown = api.call(
+            "POST",
+            "/api/v1/backups",
+            Some(json!({"device": device, "storage": {"kind": "device", "device": scratch}})),
+        );
+        assert_eq!(unknown.status, 404, "{unknown:?}");
+        assert_eq!(unknown.json()["code"], "unknown_device");
+    }
 
     // Full backup.
     let job = api.ok(
@@ -373,9 +417,15 @@ fn rest_backup_restore_verify_export() {
     assert_eq!(report["kind"], "backup");
     assert_eq!(report["mode"], "full");
     let backup_id = report["backup_id"].as_str().expect("backup id").to_owned();
-    let backup_sha = report["image_sha256"].as_str().expect("image sha").to_owned();
+    let backup_sha = report["image_sha256"]
+        .as_str()
+        .expect("image sha")
+        .to_owned();
     println!("webui: backup {backup_id}: image sha256 {backup_sha}");
-    assert_eq!(backup_sha, app.prod_sha256, "the backup read something else than prod0");
+    assert_eq!(
+        backup_sha, app.prod_sha256,
+        "the backup read something else than prod0"
+    );
 
     let catalogue = api.ok("GET", "/api/v1/backups", None, 200);
     assert!(catalogue["backups"]
@@ -400,11 +450,20 @@ fn rest_backup_restore_verify_export() {
     let restored = app.dir.join("rest-restore.img");
     let _ = std::fs::remove_file(&restored);
     api.download("/api/v1/files/restores/rest-restore.img", &restored);
-    assert_eq!(sha256_file(&restored), app.prod_sha256, "downloaded restore differs");
+    assert_eq!(
+        sha256_file(&restored),
+        app.prod_sha256,
+        "downloaded restore differs"
+    );
     println!("webui: restored image downloaded; its SHA-256 equals prod0.img's");
 
     // Verify.
-    let job = api.ok("POST", &format!("/api/v1/backups/{backup_id}/verify"), None, 202);
+    let job = api.ok(
+        "POST",
+        &format!("/api/v1/backups/{backup_id}/verify"),
+        None,
+        202,
+    );
     let job = api.wait_job(job["id"].as_u64().expect("job id"));
     let report = done(&job);
     assert_eq!(report["ok"], true, "{report}");
@@ -460,7 +519,13 @@ fn browser_backup_and_restore() {
         .expect("npm ci in tests/browser");
     }
     let shots = root.join("tests/artifacts/webui");
-    let _ = std::fs::remove_dir_all(&shots);
+    if let Ok(old) = std::fs::read_dir(&shots) {
+        for entry in old.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "png") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let out = Command::new("node")
         .arg(browser.join("run.mjs"))
         .arg(&app.base)
@@ -477,9 +542,19 @@ fn browser_backup_and_restore() {
     let summary = seen["restore_summary"].as_str().unwrap_or_default();
     assert!(summary.contains("SHA-256"), "{seen}");
     let api = Api::login(app);
-    let restore = api.ok("GET", &format!("/api/v1/jobs/{}", seen["restore_job"]), None, 200);
+    let restore = api.ok(
+        "GET",
+        &format!("/api/v1/jobs/{}", seen["restore_job"]),
+        None,
+        200,
+    );
     assert_eq!(done(&restore)["image_sha256"], app.prod_sha256.as_str());
-    for name in ["01-login", "02-dashboard", "09-backup-job-finished", "13-restore-job-finished"] {
+    for name in [
+        "01-login",
+        "02-dashboard",
+        "09-backup-job-finished",
+        "13-restore-job-finished",
+    ] {
         assert!(shots.join(format!("{name}.png")).is_file(), "no {name}.png");
     }
 }
@@ -493,11 +568,8 @@ fn schemathesis_finds_no_server_errors() {
     let st = venv.join("bin/schemathesis");
     if !st.is_file() {
         build::run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).expect("venv");
-        build::run(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "-q", SCHEMATHESIS]),
-        )
-        .expect("pip install schemathesis");
+        build::run(Command::new(venv.join("bin/pip")).args(["install", "-q", SCHEMATHESIS]))
+            .expect("pip install schemathesis");
     }
     let api = Api::login(app);
     // A spec file on the host: schemathesis loads it, the calls go to the appliance.
@@ -509,6 +581,7 @@ fn schemathesis_finds_no_server_errors() {
         .arg(&app.base)
         .arg(&api.token)
         .env("SCHEMATHESIS", &st)
+        .current_dir(&app.dir)
         .stdin(Stdio::null())
         .output()
         .expect("tests/fuzz-api.sh");
@@ -522,7 +595,11 @@ fn schemathesis_finds_no_server_errors() {
     for line in tail.iter().rev() {
         println!("schemathesis: {line}");
     }
-    assert!(out.status.success(), "schemathesis found problems; see {}", app.dir.join("schemathesis.log").display());
+    assert!(
+        out.status.success(),
+        "schemathesis found problems; see {}",
+        app.dir.join("schemathesis.log").display()
+    );
     // The appliance still answers afterwards.
     let health = call(&app.base, "GET", "/api/v1/health", None, None).expect("health");
     assert_eq!(health.status, 200);

@@ -9,7 +9,7 @@ use snapcore::cbt::BackupMode;
 use snapcore::jobs::{
     BackupSpec, ExportFormat, ExportSpec, JobId, JobSpec, RestoreSpec, VerifySpec,
 };
-use snapcore::{DiffStorage, JobError};
+use snapcore::{DiffStorage, JobError, SessionError};
 
 use super::target::{FileArea, Resolved, TargetError};
 use super::{Level, Services};
@@ -96,6 +96,20 @@ impl Services {
     ) -> Result<JobId, OpError> {
         // Fail early on an unknown device, before the target is touched.
         let found = self.jobs.device(device).map_err(JobError::from)?;
+        if let DiffStorage::Device {
+            device: scratch, ..
+        } = &storage
+        {
+            let scratch = self.jobs.device(scratch).map_err(JobError::from)?;
+            if scratch.overlaps(&found) {
+                return Err(OpError::Job(JobError::Session(
+                    SessionError::StorageIsSnapshotted {
+                        storage: scratch.label(),
+                        device: found.label(),
+                    },
+                )));
+            }
+        }
         let (repo, _) = self.targets.repository()?;
         let mut spec = BackupSpec::device(repo, found.id.clone(), storage);
         if full {
