@@ -538,7 +538,16 @@ fn qcow2_config_disk_keeps_settings_across_boots() {
 /// directory, and `appliance health` over the local socket; SIGTERM stops it cleanly.
 #[test]
 fn host_mode_serve_and_cli_health() {
-    let bin = build::cargo_bin("appliance", "appliance", true).expect("build appliance");
+    // The release binary `make -C images` built (and put in the images): building it
+    // here again would fight the Makefile over SOURCE_DATE_EPOCH, which ring's build
+    // script watches.
+    images();
+    let bin = paths::target_dir().join("release/appliance");
+    assert!(
+        bin.is_file(),
+        "{} missing after make -C images",
+        bin.display()
+    );
     let dir = paths::artifacts_dir("appliance_host_mode");
     let state = dir.join("state");
     let _ = std::fs::remove_dir_all(&state);
