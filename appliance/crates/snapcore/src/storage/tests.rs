@@ -367,3 +367,28 @@ impl AlignedBuf {
         &mut self.raw[self.off..self.off + self.len]
     }
 }
+
+/// On the build machine: a storage file on the filesystem of a device being snapshotted is
+/// refused before anything is created.
+#[test]
+fn a_file_on_a_snapshotted_filesystem_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let scanner = Scanner::system();
+    let dev = DevId::from_dev_t(fs::metadata(dir.path()).unwrap().dev());
+    let Ok(Some(device)) = scanner.by_dev(dev) else {
+        eprintln!("skipped: the temporary directory is not on a listed device");
+        return;
+    };
+    let path = dir.path().join("diff.img");
+    let err = prepare(&DiffStorage::file(&path, MIB), &scanner, &[device], 0)
+        .err()
+        .unwrap();
+    if err.code() == "storage_unsuitable" {
+        eprintln!("skipped: {err}");
+        return;
+    }
+    assert_eq!(err.code(), "storage_is_snapshotted", "{err}");
+    assert!(!path.exists());
+}
