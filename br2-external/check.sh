@@ -100,7 +100,7 @@ check_modules() {
 	if [ "$bad" -gt 0 ]; then
 		fail "drift: $bad of $listed modules in images/modules.list are not enabled in board/appliance/linux.fragment"
 	else
-		say "drift: $listed modules in images/modules.list, all enabled in linux.fragment ($yes built in, $mod modules)"
+		say "drift: $listed modules in images/modules.list, all enabled in linux.fragment ($yes built in, $mod as modules)"
 	fi
 	# Annotations for modules the list no longer names: harmless, but say so.
 	awk '$1 != "error" { print $1 }' "$tmp/annotations" | sort -u > "$tmp/annotated"
