@@ -74,11 +74,11 @@ annotations() {
 }
 
 check_modules() {
+	annotations > "$tmp/annotations"
 	if [ ! -f "$modlist" ]; then
 		fail "drift: $modlist not found"
 		return
 	fi
-	annotations > "$tmp/annotations"
 	if grep '^error' "$tmp/annotations" | sed "s|^error|$fragment:|" >&2; then
 		fail "drift: malformed annotations in the fragment"
 	fi
