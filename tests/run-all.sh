@@ -10,7 +10,8 @@
 #
 # Groups: deps (scripts/install-deps.sh), fmt (cargo fmt --check), clippy (-D warnings),
 # unit (cargo test of every crate but the QEMU suites), kmod (make -C kmod, plus
-# make -C kmod check: checkpatch), images (make -C images), then one group per QEMU
+# make -C kmod check: checkpatch), images (make -C images), br2 (br2-external/check.sh),
+# then one group per QEMU
 # suite in tests/tests/*.rs (vm:kmod, vm:appliance, ...), each with two test threads so
 # at most two VMs run at once (the harness enforces the same limit).
 # Environment: APPLIANCE_KVM=1 (use KVM), APPLIANCE_TIMEOUT_FACTOR (slow hosts), KVER.
@@ -23,7 +24,7 @@ vm_suites=()
 for f in tests/tests/*.rs; do
 	vm_suites+=("vm:$(basename "$f" .rs)")
 done
-all_groups=(deps fmt clippy unit kmod images "${vm_suites[@]}")
+all_groups=(deps fmt clippy unit kmod images br2 "${vm_suites[@]}")
 
 if [ "${1:-}" = --list ]; then
 	printf '%s\n' "${all_groups[@]}"
@@ -52,6 +53,9 @@ group_cmd() {
 		make -C kmod && make -C kmod check
 		;;
 	images) make -C images ;;
+	# Drift checks between images/ and br2-external/; the Buildroot checks run when
+	# BUILDROOT=/path/to/buildroot-2025.02.x is set and say SKIPPED otherwise.
+	br2) br2-external/check.sh ;;
 	vm:*)
 		cargo test -p appliance-tests --test "${1#vm:}" -- --test-threads=2 --nocapture
 		;;
