@@ -32,6 +32,8 @@ pub enum Command {
     Init,
     /// Ask the running daemon whether it is healthy.
     Health(ClientArgs),
+    #[command(flatten)]
+    Daemon(crate::cmd::Verb),
 }
 
 /// Options of `appliance serve`.

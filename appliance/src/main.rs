@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod cli;
 mod client;
+mod cmd;
 mod config;
 mod init;
 mod net;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Init => init::run(),
         cli::Command::Health(args) => client::health(&args),
+        cli::Command::Daemon(verb) => return cmd::run(verb),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,156 @@
+//! The daemon verbs of the CLI against a real `appliance serve` in host mode (a temporary
+//! state directory and socket, HTTPS on a loopback port chosen by the kernel).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_appliance");
+
+/// A running daemon, stopped (SIGTERM) when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start() -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let socket = dir.path().join("api.sock");
+        let log = std::fs::File::create(dir.path().join("serve.log")).expect("log");
+        // A target directory of its own, so the daemon leaves the host's
+        // /var/backups alone.
+        let state = dir.path().join("state");
+        let target = dir.path().join("target");
+        std::fs::create_dir_all(&state).expect("state dir");
+        std::fs::create_dir_all(&target).expect("target dir");
+        let setting = serde_json::json!({ "kind": "directory", "path": target });
+        std::fs::write(state.join("target.json"), setting.to_string()).expect("target.json");
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(&state)
+            .arg("--socket")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start appliance serve");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                let log = std::fs::read_to_string(dir.path().join("serve.log"));
+                panic!("serve exited with {status}: {log:?}");
+            }
+            if socket.exists() && cli(&socket, &["health"]).status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "serve did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Daemon { child, socket, dir }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own child's pid with SIGTERM touches no memory.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(socket: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run appliance")
+}
+
+/// `--json` prints the daemon's JSON: on success the answer, on an API error the
+/// `{code, message}` body plus `error: <message> (<code>)` on stderr and exit 1.
+fn json_or_api_error(out: &Output) -> Value {
+    let value: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {out:?}"));
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let code = value["code"].as_str().expect("error code");
+        let message = value["message"].as_str().expect("error message");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim(), format!("error: {message} ({code})"));
+    }
+    value
+}
+
+#[test]
+fn verbs_against_a_host_mode_daemon() {
+    let daemon = Daemon::start();
+    let socket = &daemon.socket;
+
+    let devices = cli(socket, &["devices", "--json"]);
+    let value = json_or_api_error(&devices);
+    if devices.status.success() {
+        let list = value.as_array().expect("devices is a list");
+        for d in list {
+            assert!(d["name"].is_string() && d["id"].is_string(), "{d}");
+        }
+        let table = cli(socket, &["devices"]);
+        assert!(table.status.success(), "{table:?}");
+        let text = String::from_utf8_lossy(&table.stdout);
+        assert!(text.starts_with("NAME"), "{text}");
+        assert_eq!(text.lines().count(), list.len() + 1, "{text}");
+    }
+
+    let backups = cli(socket, &["backups", "--json"]);
+    let value = json_or_api_error(&backups);
+    if backups.status.success() {
+        assert!(value["backups"].is_array(), "{value}");
+        let repository = value["repository"].as_str().expect("repository");
+        assert!(
+            repository.starts_with(&*daemon.dir.path().to_string_lossy()),
+            "{repository}"
+        );
+    }
+
+    let jobs = cli(socket, &["jobs", "--json"]);
+    assert!(jobs.status.success(), "{jobs:?}");
+    assert_eq!(json_or_api_error(&jobs), Value::Array(Vec::new()));
+    let snapshots = cli(socket, &["snapshot", "list", "--json"]);
+    assert!(snapshots.status.success(), "{snapshots:?}");
+    assert!(json_or_api_error(&snapshots).is_array());
+
+    // An API error: a job that does not exist.
+    let missing = cli(socket, &["job", "999999", "--json"]);
+    assert!(!missing.status.success());
+    let value = json_or_api_error(&missing);
+    assert_eq!(value["code"], "job_not_found", "{value}");
+    let plain = cli(socket, &["job", "999999"]);
+    assert_eq!(plain.status.code(), Some(1));
+    assert!(plain.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&plain.stderr).starts_with("error: "));
+}
+
+#[test]
+fn no_daemon_is_said_plainly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = cli(&dir.path().join("absent.sock"), &["backups"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: no appliance daemon answers at"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+}
