@@ -18,7 +18,11 @@ struct Daemon {
 
 impl Daemon {
     fn start() -> Daemon {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// Starts the daemon with `dir/target` as its target directory.
+    fn start_in(dir: tempfile::TempDir) -> Daemon {
         let socket = dir.path().join("api.sock");
         let log = std::fs::File::create(dir.path().join("serve.log")).expect("log");
         // A target directory of its own, so the daemon leaves the host's
@@ -27,6 +31,7 @@ impl Daemon {
         let target = dir.path().join("target");
         std::fs::create_dir_all(&state).expect("state dir");
         std::fs::create_dir_all(&target).expect("target dir");
+        let target = target.canonicalize().expect("target path");
         let setting = serde_json::json!({ "kind": "directory", "path": target });
         std::fs::write(state.join("target.json"), setting.to_string()).expect("target.json");
         let mut child = Command::new(BIN)
@@ -139,6 +144,114 @@ fn verbs_against_a_host_mode_daemon() {
     assert_eq!(plain.status.code(), Some(1));
     assert!(plain.stdout.is_empty());
     assert!(String::from_utf8_lossy(&plain.stderr).starts_with("error: "));
+}
+
+/// A repository on the target holding one full backup of `data`; returns its id.
+fn seed_backup(target: &Path, data: &[u8]) -> String {
+    let repo =
+        repo::Repository::open_local(target.join("blksnap-repo"), repo::InitOptions::default())
+            .expect("repository");
+    let request = repo::BackupRequest::new(repo::DiskIdentity {
+        name: Some("vdz".into()),
+        serial: Some("prod0".into()),
+        model: None,
+        size_bytes: data.len() as u64,
+    });
+    let result = repo
+        .backup_full(data, &request, &repo::JobCtl::new())
+        .expect("backup");
+    result.id().to_string()
+}
+
+/// The job verbs with `--wait` on a backup seeded into the target: verify, restore to a
+/// file (identical bytes), export (identical raw file), and the job list.
+#[test]
+fn jobs_started_and_waited_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = dir.path().join("target");
+    std::fs::create_dir_all(&target).expect("target dir");
+    let data: Vec<u8> = (0..6u32 << 20).map(|i| (i % 251) as u8).collect();
+    let id = seed_backup(&target, &data);
+    let daemon = Daemon::start_in(dir);
+    let socket = &daemon.socket;
+
+    let listed = cli(socket, &["backups"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let text = String::from_utf8_lossy(&listed.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .expect("backup row");
+    assert!(row.contains("full") && row.contains("vdz (prod0)"), "{row}");
+
+    let verify = cli(socket, &["verify", &id, "--wait"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(text.contains(" done: "), "{text}");
+    assert!(text.contains("ok: true"), "{text}");
+
+    let verify = cli(socket, &["verify", &id, "--wait", "--json"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let job: Value = serde_json::from_slice(&verify.stdout).expect("job JSON");
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["kind"], "verify", "{job}");
+    assert_eq!(job["result"]["ok"], true, "{job}");
+    let verify_id = job["id"].as_u64().expect("job id");
+
+    let restore = cli(socket, &["restore", &id, "--to", "file:r.img", "--wait"]);
+    assert!(restore.status.success(), "{restore:?}");
+    let restored = target.join("blksnap-files/restores/r.img");
+    assert!(std::fs::read(&restored).expect("restored file") == data);
+
+    let export = cli(
+        socket,
+        &[
+            "export", &id, "--format", "raw", "--name", "e.raw", "--wait",
+        ],
+    );
+    assert!(export.status.success(), "{export:?}");
+    let text = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        text.contains("download: /api/v1/files/exports/e.raw"),
+        "{text}"
+    );
+    let exported = target.join("blksnap-files/exports/e.raw");
+    assert!(std::fs::read(&exported).expect("exported file") == data);
+
+    // Without --wait: the started job, then `job ID` on it.
+    let started = cli(socket, &["verify", &id, "--json"]);
+    assert!(started.status.success(), "{started:?}");
+    let job: Value = serde_json::from_slice(&started.stdout).expect("job JSON");
+    let n = job["id"].as_u64().expect("job id").to_string();
+    let waited = cli(socket, &["job", &n, "--wait", "--json"]);
+    assert!(waited.status.success(), "{waited:?}");
+    let job: Value = serde_json::from_slice(&waited.stdout).expect("job JSON");
+    assert_eq!(job["state"], "done", "{job}");
+
+    let jobs = cli(socket, &["jobs", "--json"]);
+    let list: Value = serde_json::from_slice(&jobs.stdout).expect("jobs JSON");
+    let kinds: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|j| j["kind"].as_str())
+        .collect();
+    assert_eq!(kinds, ["verify", "verify", "restore", "export", "verify"]);
+    let shown = cli(socket, &["job", &verify_id.to_string()]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        text.starts_with(&format!("job {verify_id}: verify done")),
+        "{text}"
+    );
+
+    // A backup that does not exist: the API's error, exit 1.
+    let missing = cli(socket, &["verify", "nosuch", "--wait"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.trim_end().ends_with(')'),
+        "{stderr}"
+    );
 }
 
 #[test]
