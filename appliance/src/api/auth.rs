@@ -10,7 +10,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState, LocalPeer, PUBLIC_PATHS};
 use crate::auth::sessions::SESSION_TTL;
 use crate::auth::{Verdict, ADMIN_USER};
@@ -19,7 +21,7 @@ use crate::auth::{Verdict, ADMIN_USER};
 pub const SESSION_COOKIE: &str = "appliance_session";
 
 /// `POST /api/v1/auth/login` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     /// Only `admin` for now.
     pub username: String,
@@ -28,19 +30,23 @@ pub struct LoginRequest {
 }
 
 /// A successful login.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LoginResponse {
-    /// Send as `Authorization: Bearer <token>`.
+    /// Send as `Authorization: Bearer <token>`; a session cookie is set too.
     pub token: String,
     /// Seconds until the session expires.
     pub expires_in: u64,
 }
 
-/// The session token of an authenticated request, for logout.
+/// The session or API token of an authenticated request (logout, password change).
 #[derive(Debug, Clone)]
-struct SessionToken(String);
+pub struct SessionToken(pub String);
 
-/// `POST /api/v1/auth/login`: a token and an HttpOnly, Secure, SameSite=Strict cookie.
+/// Logs in: a bearer token and an HttpOnly, Secure, SameSite=Strict session cookie.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "system", security(()),
+    request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     extensions: axum::http::Extensions,
@@ -87,7 +93,9 @@ pub async fn login(
     Ok(response)
 }
 
-/// `POST /api/v1/auth/logout`: ends the caller's session and clears the cookie.
+/// Ends the caller's session and clears the cookie.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "system",
+    responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(state): State<AppState>, request: Request) -> Response {
     if let Some(SessionToken(token)) = request.extensions().get::<SessionToken>() {
         state.sessions.revoke(token);

@@ -2,8 +2,9 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 
+use super::auth::SessionToken;
 use super::failure::{blocking, failed, ApiJson, ApiPath};
 use super::model::{PasswordChange, TokenCreate, TokenCreated, TokenView};
 use super::{ApiError, AppState};
@@ -13,8 +14,15 @@ use crate::services::{unix_now, Level};
 /// Shortest accepted password.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-/// Checks the current password and stores the new one (argon2). Shared with the web form.
-pub fn change_password(state: &AppState, current: &str, new: &str) -> Result<(), ApiError> {
+/// Checks the current password and stores the new one (argon2). Every login session but
+/// `keep` (the caller's own) ends: whoever knew the old password is logged out. API tokens
+/// stay; they are revoked one by one. Shared with the web form.
+pub fn change_password(
+    state: &AppState,
+    current: &str,
+    new: &str,
+    keep: Option<&str>,
+) -> Result<(), ApiError> {
     if new.chars().count() < MIN_PASSWORD_LEN {
         return Err(failed(
             "invalid_argument",
@@ -28,24 +36,36 @@ pub fn change_password(state: &AppState, current: &str, new: &str) -> Result<(),
         .passwords
         .replace(state.services.state_dir.as_deref(), new)
         .map_err(|e| failed("settings_not_saved", snapcore::chain(&e)))?;
-    state
-        .services
-        .events
-        .record(Level::Info, "system", "admin password changed");
+    let ended = state.sessions.revoke_all_except(keep);
+    state.services.events.record(
+        Level::Info,
+        "system",
+        format!("admin password changed; {ended} other login session(s) ended"),
+    );
     Ok(())
 }
 
-/// Changes the admin password (the current one is required).
+/// Changes the admin password (the current one is required); every other login session
+/// ends.
 #[utoipa::path(post, path = "/api/v1/settings/password", tag = "settings",
     request_body = PasswordChange,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn password(
     State(state): State<AppState>,
+    caller: Option<Extension<SessionToken>>,
     ApiJson(request): ApiJson<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     let st = state.clone();
-    blocking(move || change_password(&st, &request.current_password, &request.new_password))
-        .await?;
+    let keep = caller.map(|Extension(SessionToken(token))| token);
+    blocking(move || {
+        change_password(
+            &st,
+            &request.current_password,
+            &request.new_password,
+            keep.as_deref(),
+        )
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

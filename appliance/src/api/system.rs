@@ -6,11 +6,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::error::ErrorBody;
 use super::{AppState, StopRequest, VERSION};
 
 /// `GET /api/v1/health` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// Always `ok` while the daemon answers.
     pub status: &'static str,
@@ -19,13 +21,15 @@ pub struct Health {
 }
 
 /// The body of calls that start something and return at once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     /// What is happening now.
     pub status: &'static str,
 }
 
-/// `GET /api/v1/health`: no credentials needed.
+/// The health probe: no credentials needed.
+#[utoipa::path(get, path = "/api/v1/health", tag = "system", security(()),
+    responses((status = 200, body = Health)))]
 pub async fn health() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -33,8 +37,9 @@ pub async fn health() -> Json<Health> {
     })
 }
 
-/// `POST /api/v1/shutdown`: 202, then the daemon stops jobs, releases snapshots and the
-/// appliance powers off.
+/// Stops jobs, releases snapshots, syncs and powers the appliance off (202 at once).
+#[utoipa::path(post, path = "/api/v1/shutdown", tag = "system",
+    responses((status = 202, body = Accepted), (status = 401, body = ErrorBody)))]
 pub async fn shutdown(State(state): State<AppState>) -> (StatusCode, Json<Accepted>) {
     eprintln!("appliance: shutdown requested over the API");
     state.stop.send_replace(StopRequest::PowerOff);

@@ -55,6 +55,14 @@ impl Sessions {
         self.lock().remove(token).is_some()
     }
 
+    /// Ends every session but `keep` (after a password change); returns how many ended.
+    pub fn revoke_all_except(&self, keep: Option<&str>) -> usize {
+        let mut live = self.lock();
+        let before = live.len();
+        live.retain(|token, _| Some(token.as_str()) == keep);
+        before - live.len()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
         // A panic while holding this lock cannot leave the map half-updated.
         self.live.lock().unwrap_or_else(|p| p.into_inner())
@@ -78,5 +86,20 @@ mod tests {
         assert!(!sessions.is_valid(&a, now + SESSION_TTL + Duration::from_secs(1)));
         assert!(sessions.revoke(&b));
         assert!(!sessions.is_valid(&b, now));
+    }
+
+    #[test]
+    fn a_password_change_ends_every_other_session() {
+        let sessions = Sessions::new();
+        let now = Instant::now();
+        let mine = sessions.create(now);
+        let other = sessions.create(now);
+        let third = sessions.create(now);
+        assert_eq!(sessions.revoke_all_except(Some(&mine)), 2);
+        assert!(sessions.is_valid(&mine, now));
+        assert!(!sessions.is_valid(&other, now));
+        assert!(!sessions.is_valid(&third, now));
+        assert_eq!(sessions.revoke_all_except(None), 1);
+        assert!(!sessions.is_valid(&mine, now));
     }
 }

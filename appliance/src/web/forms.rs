@@ -509,12 +509,16 @@ pub async fn change_password(
         );
     }
     let st = state.clone();
+    let keep = session.token.clone();
     let result = crate::api::failure::blocking(move || {
-        crate::api::settings::change_password(&st, &current, &new)
+        crate::api::settings::change_password(&st, &current, &new, Some(&keep))
     })
     .await;
     let (kind, text) = match result {
-        Ok(()) => (FlashKind::Success, "Password changed.".to_owned()),
+        Ok(()) => (
+            FlashKind::Success,
+            "Password changed; every other login session has ended.".to_owned(),
+        ),
         Err(e) => (
             FlashKind::Error,
             format!("The password was not changed: {e}"),

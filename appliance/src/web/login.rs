@@ -1,5 +1,11 @@
 //! The login page, its form, and logout. The form uses the same password store, rate
 //! limiter and sessions as `POST /api/v1/auth/login`, and sets the same cookie.
+//!
+//! Login CSRF: before anyone is logged in there is no session to bind a form token to, so
+//! `GET /login` hands out a random pre-session nonce in the cookie [`LOGIN_COOKIE`]
+//! (HttpOnly, Secure, SameSite=Strict) and puts the CSRF key's token of that nonce in the
+//! form. `POST /login` accepts only a form whose token matches the cookie it came with: a
+//! foreign page cannot log a browser into the appliance under an account of its choice.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -9,6 +15,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use rand::RngCore;
 use serde::Deserialize;
 
 use super::views::LoginPage;
@@ -18,6 +25,11 @@ use crate::api::{AppState, VERSION};
 use crate::auth::sessions::SESSION_TTL;
 use crate::auth::{Verdict, ADMIN_USER};
 use crate::services::web::FlashKind;
+
+/// The pre-session cookie that the login form's CSRF token is bound to.
+pub const LOGIN_COOKIE: &str = "appliance_login";
+/// How long a login form stays valid.
+const LOGIN_FORM_TTL_SECS: u64 = 60 * 60;
 
 /// Query of `GET /login`.
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +47,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     next: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 /// Only local paths are followed after login (no open redirect).
@@ -58,11 +72,64 @@ pub async fn page(
             return Redirect::to(&safe_next(&next)).into_response();
         }
     }
-    render(&LoginPage {
-        next: safe_next(&next),
-        error: String::new(),
+    login_page(&state, &headers, StatusCode::OK, &next, String::new())
+}
+
+/// The login form bound to the browser's pre-session nonce (a new one when it has none).
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    next: &str,
+    error: String,
+) -> Response {
+    let (nonce, fresh) = match login_nonce(headers) {
+        Some(nonce) => (nonce, false),
+        None => (new_nonce(), true),
+    };
+    let mut response = render(&LoginPage {
+        next: safe_next(next),
+        error,
+        csrf: state.services.csrf.token(&login_subject(&nonce)),
         version: VERSION,
-    })
+    });
+    *response.status_mut() = status;
+    if fresh {
+        let cookie = format!(
+            "{LOGIN_COOKIE}={nonce}; Path=/login; Max-Age={LOGIN_FORM_TTL_SECS}; HttpOnly; Secure; SameSite=Strict"
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// What the login form's token signs: kept apart from session tokens by the prefix.
+fn login_subject(nonce: &str) -> String {
+    format!("login-form:{nonce}")
+}
+
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The pre-session nonce of the request's [`LOGIN_COOKIE`].
+fn login_nonce(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| {
+            *name == LOGIN_COOKIE
+                && value.len() == 32
+                && value.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .map(|(_, value)| value.to_owned())
 }
 
 fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
@@ -71,22 +138,15 @@ fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
-fn refused(status: StatusCode, next: &str, error: String) -> Response {
-    let mut response = render(&LoginPage {
-        next: safe_next(next),
-        error,
-        version: VERSION,
-    });
-    *response.status_mut() = status;
-    response
-}
-
 /// `POST /login`: checks the password, opens a session, sets the cookie.
 pub async fn submit(
     State(state): State<AppState>,
+    headers: HeaderMap,
     extensions: axum::http::Extensions,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    let refused =
+        |status, next: &str, error: String| login_page(&state, &headers, status, next, error);
     let Ok(Form(form)) = form else {
         return refused(
             StatusCode::BAD_REQUEST,
@@ -94,6 +154,22 @@ pub async fn submit(
             "The form was incomplete; please try again.".to_owned(),
         );
     };
+    let bound = login_nonce(&headers).is_some_and(|nonce| {
+        state
+            .services
+            .csrf
+            .verify(&login_subject(&nonce), &form.csrf)
+    });
+    if !bound {
+        // No cookie (a form posted from elsewhere, or cookies off) or a stale form: the
+        // page answered carries a fresh, valid form.
+        return refused(
+            StatusCode::FORBIDDEN,
+            &form.next,
+            "The login form had expired or did not come from this appliance; please log in again."
+                .to_owned(),
+        );
+    }
     let client = client_ip(&extensions);
     let limiter = || state.limiter.lock().unwrap_or_else(|p| p.into_inner());
     if let Verdict::Locked { retry_after } = limiter().check(client, Instant::now()) {

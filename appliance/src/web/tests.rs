@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use snapcore::{JobManagerConfig, Scanner};
 use tower::ServiceExt;
 
+use super::login::LOGIN_COOKIE;
 use crate::api::{make_app, AppState, PUBLIC_PATHS};
 use crate::auth::PasswordStore;
 use crate::services::{Services, ServicesConfig};
@@ -427,17 +428,40 @@ fn csrf_of(html: &str) -> String {
 #[tokio::test]
 async fn login_form_pages_and_csrf() {
     let f = fixture();
-    let login = |password: &str| {
-        Request::builder()
+    // The login page hands out the pre-session cookie its form's token is bound to.
+    let form_page = send(&f.app, page("/login", None)).await;
+    let nonce = cookie_of(&form_page);
+    let login_csrf = csrf_of(&form_page.body);
+    let login_with = |password: &str, cookie: Option<&str>, csrf: &str| {
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri("/login")
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(nonce) = cookie {
+            request = request.header(header::COOKIE, format!("{LOGIN_COOKIE}={nonce}"));
+        }
+        request
             .body(Body::from(format!(
-                "username=admin&password={}&next=%2Fbackups",
+                "username=admin&password={}&next=%2Fbackups&csrf={csrf}",
                 password.replace(' ', "+")
             )))
             .expect("request")
     };
+    let login = |password: &str| login_with(password, Some(&nonce), &login_csrf);
+    // A right password in a form that did not come from the appliance is refused.
+    for (cookie, csrf) in [
+        (None, login_csrf.as_str()),
+        (Some(nonce.as_str()), "00"),
+        (
+            Some("0123456789abcdef0123456789abcdef"),
+            login_csrf.as_str(),
+        ),
+    ] {
+        let forged = send(&f.app, login_with(PASSWORD, cookie, csrf)).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{cookie:?} {csrf}");
+        assert!(forged.body.contains("did not come from this appliance"));
+        assert!(forged.headers.get(header::SET_COOKIE).is_none() || cookie.is_none());
+    }
     let wrong = send(&f.app, login("nope")).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("Wrong user name or password"));
@@ -517,4 +541,57 @@ fn openapi_document_names_every_resource() {
     assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../webui/templates/base.html")
         .is_file());
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_other_session() {
+    let f = fixture();
+    let mine = token(&f.app).await;
+    let other = token(&f.app).await;
+    let api_token = {
+        let reply = send(
+            &f.app,
+            api(
+                Method::POST,
+                "/api/v1/settings/tokens",
+                Some(r#"{"name":"nightly"}"#),
+                Some(&mine),
+            ),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.json()["token"].as_str().expect("token").to_owned()
+    };
+    let change = send(
+        &f.app,
+        api(
+            Method::POST,
+            "/api/v1/settings/password",
+            Some(
+                &json!({"current_password": PASSWORD, "new_password": "a new password"})
+                    .to_string(),
+            ),
+            Some(&mine),
+        ),
+    )
+    .await;
+    assert_eq!(change.status, StatusCode::NO_CONTENT, "{}", change.body);
+    let devices = |t: &str| api(Method::GET, "/api/v1/devices", None, Some(t));
+    assert_eq!(send(&f.app, devices(&mine)).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&f.app, devices(&other)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // API tokens are revoked one by one, not by a password change.
+    assert_eq!(
+        send(&f.app, devices(&api_token)).await.status,
+        StatusCode::OK
+    );
+    let old = json!({"username": "admin", "password": PASSWORD}).to_string();
+    let relogin = send(
+        &f.app,
+        api(Method::POST, "/api/v1/auth/login", Some(&old), None),
+    )
+    .await;
+    assert_eq!(relogin.status, StatusCode::UNAUTHORIZED);
 }

@@ -389,6 +389,8 @@ pub struct DeviceChoice {
 pub struct LoginPage {
     pub next: String,
     pub error: String,
+    /// The CSRF token bound to the browser's pre-session nonce.
+    pub csrf: String,
     pub version: &'static str,
 }
 
