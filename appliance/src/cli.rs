@@ -72,6 +72,10 @@ pub struct ClientArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
+    /// Settings (the target) used when no daemon answers and the verb runs in this
+    /// process.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
 }
 
 #[cfg(test)]

@@ -254,16 +254,91 @@ fn jobs_started_and_waited_for() {
     );
 }
 
+/// With no daemon, the verbs do the work in their own process with the settings of
+/// `--state-dir`: the catalogue, verify, restore and export of a seeded backup, with the
+/// same results; the verbs that need a daemon (jobs, snapshots) say so.
 #[test]
-fn no_daemon_is_said_plainly() {
+fn without_a_daemon_the_verbs_work_in_process() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let out = cli(&dir.path().join("absent.sock"), &["backups"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let target = dir.path().join("target");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&target).expect("target dir");
+    std::fs::create_dir_all(&state).expect("state dir");
+    let target = target.canonicalize().expect("target path");
+    let setting = serde_json::json!({ "kind": "directory", "path": target });
+    std::fs::write(state.join("target.json"), setting.to_string()).expect("target.json");
+    let data: Vec<u8> = (0..5u32 << 20).map(|i| (i % 241) as u8).collect();
+    let id = seed_backup(&target, &data);
+    let absent = dir.path().join("absent.sock");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(&absent)
+            .arg("--state-dir")
+            .arg(&state)
+            .output()
+            .expect("run the CLI")
+    };
+
+    let listed = run(&["backups", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let catalogue: Value = serde_json::from_slice(&listed.stdout).expect("catalogue JSON");
+    assert!(catalogue.to_string().contains(&id), "{catalogue}");
+    let plain = run(&["backups"]);
+    let stderr = String::from_utf8_lossy(&plain.stderr);
     assert!(
-        stderr.starts_with("error: no appliance daemon answers at"),
+        stderr.contains("no daemon at") && stderr.contains("working in this process"),
         "{stderr}"
     );
-    assert!(stderr.contains("not supported yet"), "{stderr}");
+
+    // Job verbs wait for their job even without --wait: it cannot outlive the process.
+    let verify = run(&["verify", &id, "--json"]);
+    assert!(verify.status.success(), "{verify:?}");
+    let job: Value = serde_json::from_slice(&verify.stdout).expect("job JSON");
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["result"]["ok"], true, "{job}");
+
+    let restore = run(&["restore", &id, "--to", "file:local.img"]);
+    assert!(restore.status.success(), "{restore:?}");
+    let restored = target.join("blksnap-files/restores/local.img");
+    assert!(std::fs::read(&restored).expect("restored file") == data);
+
+    let export = run(&["export", &id, "--format", "qcow2", "--name", "local.qcow2"]);
+    assert!(export.status.success(), "{export:?}");
+    let exported = target.join("blksnap-files/exports/local.qcow2");
+    let compare = Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "qcow2"])
+        .arg(&restored)
+        .arg(&exported)
+        .output()
+        .expect("qemu-img compare");
+    assert!(compare.status.success(), "{compare:?}");
+
+    let missing = run(&["verify", "nosuch"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("error: ") && stderr.contains("nosuch"),
+        "{stderr}"
+    );
+
+    for verb in [&["jobs"][..], &["snapshot", "list"][..]] {
+        let out = run(verb);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}");
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with("error: no appliance daemon answers at")
+                && stderr.contains("live in a running daemon"),
+            "{verb:?}: {stderr}"
+        );
+    }
+    // Nothing is left behind: no private socket in the temp directory.
+    let pid_sockets = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("cli-"))
+        .count();
+    assert_eq!(pid_sockets, 0, "private sockets left in the temp directory");
 }

@@ -97,6 +97,13 @@ impl PasswordStore {
         Ok((store, origin))
     }
 
+    /// A store that accepts no password (the CLI's in-process API, which serves no login).
+    pub fn refusing() -> Self {
+        PasswordStore {
+            hash: RwLock::new(String::new()),
+        }
+    }
+
     /// A store that lives only in memory (tests).
     #[cfg(test)]
     pub fn in_memory(password: &str) -> Result<Self, PasswordError> {

@@ -2,7 +2,11 @@
 //! same REST API as the web UI, so jobs started here show there too. Every verb takes
 //! `--json` (the daemon's JSON as sent) and otherwise prints a table or a line.
 //!
-//! Doing the work without a daemon is not supported yet: with no daemon the verbs say so.
+//! With no daemon answering on the socket, a verb does the work itself: the process
+//! starts the daemon's services and API on a private socket ([`LocalDaemon`]) and talks
+//! to that, waiting for any job it starts (a job cannot outlive the process). Snapshots
+//! held on request and the job list live in a daemon only, so `snapshot ...`, `jobs` and
+//! `job` need one.
 
 pub mod args;
 mod http;
@@ -18,16 +22,91 @@ use args::{Format, SnapshotVerb, StorageArgs};
 use http::{request, Failure, Reply};
 
 use crate::cli::ClientArgs;
+use crate::serve::local::LocalDaemon;
 
 /// Runs one verb; failures are printed here (`error: <message> (<code>)`, exit 1).
-pub fn run(verb: Verb) -> ExitCode {
+pub fn run(mut verb: Verb) -> ExitCode {
     let json = client_of(&verb).json;
-    match dispatch(verb) {
+    let outcome = match in_process(&mut verb) {
+        // Kept until the verb is done; dropping it stops the in-process services.
+        Ok(local) => {
+            let outcome = dispatch(verb);
+            drop(local);
+            outcome
+        }
+        Err(failure) => Err(failure),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             failure.report(json);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// When no daemon answers on the verb's socket: the in-process API, with the verb
+/// pointed at it and told to wait for its job. `None` when a daemon answers.
+fn in_process(verb: &mut Verb) -> Result<Option<LocalDaemon>, Failure> {
+    let client = client_of(verb);
+    if std::os::unix::net::UnixStream::connect(&client.socket).is_ok() {
+        return Ok(None);
+    }
+    let socket = client.socket.display().to_string();
+    if let Some(what) = daemon_only(verb) {
+        return Err(Failure::NoDaemon {
+            socket,
+            cause: format!("{what} live in a running daemon"),
+        });
+    }
+    let state_dir = client.state_dir.clone();
+    let private_dir = std::env::temp_dir();
+    let local = LocalDaemon::start(&state_dir, &private_dir).map_err(|err| {
+        Failure::Other(format!(
+            "no daemon at {socket}, and working without one failed: {err:#}"
+        ))
+    })?;
+    if !client.json {
+        eprintln!("appliance: no daemon at {socket}; working in this process");
+    }
+    let client = client_of_mut(verb);
+    client.socket = local.socket().to_path_buf();
+    if let Some(wait) = wait_of_mut(verb) {
+        wait.wait = true;
+    }
+    Ok(Some(local))
+}
+
+/// What a verb needs a daemon for, if it does.
+fn daemon_only(verb: &Verb) -> Option<&'static str> {
+    match verb {
+        Verb::Snapshot(_) => Some("snapshots held on request"),
+        Verb::Jobs(_) | Verb::Job(_) => Some("jobs"),
+        _ => None,
+    }
+}
+
+fn client_of_mut(verb: &mut Verb) -> &mut ClientArgs {
+    match verb {
+        Verb::Devices(c) | Verb::Backups(c) | Verb::Jobs(c) => c,
+        Verb::Snapshot(SnapshotVerb::Create(a)) => &mut a.client,
+        Verb::Snapshot(SnapshotVerb::List(c)) => c,
+        Verb::Snapshot(SnapshotVerb::Destroy(a)) => &mut a.client,
+        Verb::Backup(a) => &mut a.client,
+        Verb::Restore(a) => &mut a.client,
+        Verb::Verify(a) => &mut a.client,
+        Verb::Export(a) => &mut a.client,
+        Verb::Job(a) => &mut a.client,
+    }
+}
+
+fn wait_of_mut(verb: &mut Verb) -> Option<&mut args::WaitArgs> {
+    match verb {
+        Verb::Backup(a) => Some(&mut a.wait),
+        Verb::Restore(a) => Some(&mut a.wait),
+        Verb::Verify(a) => Some(&mut a.wait),
+        Verb::Export(a) => Some(&mut a.wait),
+        _ => None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! appliance), optional plain HTTP, and the root-only local socket for the CLI; stops on
 //! SIGTERM/SIGINT or a shutdown call.
 
+pub mod local;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -246,7 +247,7 @@ fn prepare_state_dir(dir: &Path) -> Result<()> {
 }
 
 /// Serves the API without authentication on a unix socket only root can reach.
-fn serve_socket(
+pub(crate) fn serve_socket(
     path: &Path,
     app: Router,
 ) -> Result<(watch::Sender<bool>, tokio::task::JoinHandle<()>)> {
@@ -295,7 +296,7 @@ fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
     Ok(listener)
 }
 
-fn remove_socket(path: &Path) {
+pub(crate) fn remove_socket(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
