@@ -58,6 +58,7 @@ pub const FUNCTIONAL: &[&str] = &[
     "cancel",
     "target_full",
     "corruption",
+    "cli",
     "leftovers",
     "module_missing",
 ];
@@ -70,6 +71,8 @@ fn build_initramfs() -> Result<PathBuf> {
     let kver = paths::kernel_release();
     let ko = build::kmod()?;
     let init = build::cargo_bin("snapcore-coreguest", "coreguest", true)?;
+    // The CLI scenario runs the real binary, as shipped (release).
+    let appliance = build::cargo_bin("appliance", "appliance", true)?;
     let dir = paths::artifacts_dir("core-initramfs");
     build::initramfs(&InitramfsSpec {
         out: dir.join("core.cpio.zst"),
@@ -77,6 +80,7 @@ fn build_initramfs() -> Result<PathBuf> {
         init,
         modules_list: guest_dir().join("modules.list"),
         module_files: vec![ko],
+        bins: vec![appliance],
         ..InitramfsSpec::default()
     })
 }

@@ -10,6 +10,7 @@
 //! | `cancel`            | a backup cancelled mid-read publishes nothing; earlier backups verify |
 //! | `target_full`       | a full target fails the job with `target_full`; nothing lost, space given back |
 //! | `corruption`        | overflowing storage fails the job with `snapshot_corrupted`; production data intact |
+//! | `cli`               | the `appliance` verbs without a daemon: devices, full backup, restore bit-exact, incremental reading one chunk, unknown disk |
 //! | `leftovers`         | a snapshot left by a "crashed daemon" is destroyed by cleanup_leftovers |
 //! | `module_missing`    | with the module unloaded: `module_not_loaded`; devices still listed  |
 
@@ -124,6 +125,7 @@ pub fn run_all() {
     run("cancel", || cancel(&w));
     run("target_full", || target_full(&w));
     run("corruption", || corruption(&w));
+    run("cli", || crate::cli::cli(&w.prod));
     run("leftovers", || leftovers(&w));
     run("module_missing", || module_missing(&mut w));
 }

@@ -6,6 +6,7 @@
 //! `core.scenario=bench` runs the benchmark.
 
 mod bench;
+mod cli;
 mod env;
 mod functional;
 mod io;
