@@ -172,6 +172,7 @@ struct Inner {
     prefix: String,
     describe: String,
     host_port: String,
+    bucket: String,
 }
 
 impl Drop for Inner {
@@ -257,6 +258,7 @@ impl S3Target {
                 prefix,
                 describe: describe.trim_end_matches('/').to_owned(),
                 host_port,
+                bucket: cfg.bucket.clone(),
             }),
         })
     }
@@ -300,8 +302,8 @@ impl S3Target {
         match r {
             Ok(_) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => Err(RepoError::not_found(format!(
-                "the bucket of {} (check the bucket name)",
-                self.inner.describe
+                "the bucket {} at {}",
+                self.inner.bucket, self.inner.host_port
             ))),
             Err(e) => Err(self.map_err("listing", "the bucket", e)),
         }
@@ -346,7 +348,13 @@ impl S3Target {
             other => {
                 let cause = deepest_cause(&other);
                 let msg = other.to_string();
-                let context = if msg.contains("error sending request")
+                let denied = ["403 Forbidden", "401 Unauthorized", "AccessDenied"]
+                    .iter()
+                    .chain(["InvalidAccessKeyId", "SignatureDoesNotMatch"].iter())
+                    .any(|m| msg.contains(m));
+                let context = if denied {
+                    format!("{d}: access denied: check the access key and secret ({op} {key})")
+                } else if msg.contains("error sending request")
                     || cause.contains("onnect")
                     || cause.contains("dns error")
                 {
@@ -355,7 +363,7 @@ impl S3Target {
                         self.inner.host_port
                     )
                 } else if msg.contains("NoSuchBucket") {
-                    format!("{d}: the bucket does not exist ({op} {key})")
+                    format!("{d}: the bucket {} does not exist", self.inner.bucket)
                 } else {
                     format!("{d}: {op} {key}: {msg}")
                 };
