@@ -64,6 +64,9 @@ pub enum TargetConfig {
     Device { device: String },
     /// An existing directory.
     Directory { path: PathBuf },
+    /// A prefix in an S3-compatible bucket; restored and exported files go to the local
+    /// default directory.
+    S3(s3target::S3Config),
 }
 
 impl TargetConfig {
@@ -72,6 +75,12 @@ impl TargetConfig {
         match self {
             TargetConfig::Device { device } => format!("device {device}"),
             TargetConfig::Directory { path } => format!("directory {}", path.display()),
+            TargetConfig::S3(c) => format!(
+                "s3 {}/{}/{}",
+                c.endpoint.trim_end_matches('/'),
+                c.bucket,
+                c.prefix
+            ),
         }
     }
 }
@@ -254,6 +263,20 @@ impl Targets {
         create_dir: bool,
     ) -> Result<Resolved, TargetError> {
         match config {
+            TargetConfig::S3(_) => {
+                // The repository is in the bucket; files go to the local default directory.
+                let dir = &self.default_dir;
+                fs::create_dir_all(dir).map_err(|source| TargetError::NotWritable {
+                    path: dir.clone(),
+                    source,
+                })?;
+                Ok(Resolved {
+                    config: config.clone(),
+                    configured: true,
+                    root: dir.clone(),
+                    mounted_now: false,
+                })
+            }
             TargetConfig::Directory { path } => {
                 if !path.is_absolute() {
                     return Err(TargetError::RelativePath { path: path.clone() });
@@ -342,13 +365,22 @@ impl Targets {
     /// Opens (creating when missing) the repository of the target in force.
     pub fn repository(&self) -> Result<(Repository, Resolved), TargetError> {
         let resolved = self.resolve()?;
-        let repo = Repository::open_local(resolved.repo_dir(), InitOptions::default())?;
+        let repo = match &resolved.config {
+            TargetConfig::S3(c) => Repository::open_or_init(
+                std::sync::Arc::new(s3target::S3Target::connect(c)?),
+                InitOptions::default(),
+            )?,
+            _ => Repository::open_local(resolved.repo_dir(), InitOptions::default())?,
+        };
         Ok((repo, resolved))
     }
 
     /// Checks that `config` can hold backups: reachable, writable; returns its space.
     pub fn test(&self, config: &TargetConfig) -> Result<(Resolved, Space), TargetError> {
         let resolved = self.resolve_config(config, false)?;
+        if let TargetConfig::S3(c) = config {
+            s3target::S3Target::connect(c)?;
+        }
         probe_write(&resolved.root)?;
         let space = space(&resolved.root).map_err(|source| TargetError::NotWritable {
             path: resolved.root.clone(),
@@ -501,5 +533,34 @@ mod tests {
         );
         again.reset().unwrap();
         assert_eq!(targets(dir.path()).configured(), None);
+    }
+
+    #[test]
+    fn s3_setting_round_trips_masks_the_secret_and_refuses_an_unreachable_endpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = targets(dir.path());
+        let cfg = TargetConfig::S3(s3target::S3Config {
+            endpoint: "http://127.0.0.1:1".into(),
+            region: "us-east-1".into(),
+            bucket: "b".into(),
+            prefix: "appliance-1".into(),
+            access_key: "GK0123".into(),
+            secret_key: "topsecret".into(),
+            path_style: true,
+            verify_tls: true,
+            ca_cert_pem: None,
+        });
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert!(json.contains("\"kind\":\"s3\""), "{json}");
+        assert_eq!(serde_json::from_str::<TargetConfig>(&json).unwrap(), cfg);
+        let view = serde_json::to_string(&crate::api::model::TargetConfigView::from(&cfg)).unwrap();
+        assert!(!view.contains("topsecret"), "{view}");
+        assert!(view.contains(crate::api::model::MASKED_SECRET), "{view}");
+        let e = t.set(cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot reach the S3 endpoint 127.0.0.1:1: "),
+            "{e}"
+        );
+        assert_eq!(t.configured(), None);
     }
 }

@@ -394,8 +394,19 @@ fn target_config(form: &FormData) -> Result<TargetConfig, ApiError> {
         "directory" if !form.get("path").is_empty() => Ok(TargetConfig::Directory {
             path: form.get("path").into(),
         }),
+        "s3" if !form.get("s3_endpoint").is_empty() => Ok(TargetConfig::S3(s3target::S3Config {
+            endpoint: form.get("s3_endpoint").trim().to_owned(),
+            region: form.get("s3_region").trim().to_owned(),
+            bucket: form.get("s3_bucket").trim().to_owned(),
+            prefix: form.get("s3_prefix").trim().to_owned(),
+            access_key: form.get("s3_access_key").trim().to_owned(),
+            secret_key: form.get("s3_secret_key").to_owned(),
+            path_style: form.get("s3_path_style") == "on",
+            verify_tls: form.get("s3_verify_tls") == "on",
+            ca_cert_pem: None,
+        })),
         _ => Err(ApiError::BadRequest(
-            "choose a disk with a filesystem, or give a directory".into(),
+            "choose a disk with a filesystem, give a directory, or an S3 endpoint".into(),
         )),
     }
 }

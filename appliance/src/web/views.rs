@@ -304,6 +304,19 @@ impl From<&TargetStatusView> for TargetBox {
                 path.clone(),
                 format!("directory {path}"),
             ),
+            C::S3 {
+                endpoint,
+                bucket,
+                prefix,
+                ..
+            } => (
+                "s3",
+                String::new(),
+                String::new(),
+                format!(
+                    "S3 {endpoint}/{bucket}/{prefix} (restored files: local default directory)"
+                ),
+            ),
         };
         let used_percent = match (t.free_bytes, t.total_bytes) {
             (Some(free), Some(total)) if total > 0 => {
