@@ -29,7 +29,8 @@ pub fn status_of(code: &str) -> StatusCode {
         | "target_no_filesystem"
         | "target_unsupported_filesystem"
         | "target_partitioned"
-        | "target_not_a_directory" => StatusCode::BAD_REQUEST,
+        | "target_not_a_directory"
+        | "target_unusable" => StatusCode::BAD_REQUEST,
         "storage_is_snapshotted"
         | "storage_in_use"
         | "storage_has_data"

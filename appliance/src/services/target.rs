@@ -126,6 +126,13 @@ pub enum TargetError {
         #[source]
         source: std::io::Error,
     },
+    /// The object store of an S3 setting cannot be used: unreachable, credentials
+    /// refused, no such bucket.
+    #[error("the S3 target cannot be used: {source}")]
+    S3Unusable {
+        #[source]
+        source: RepoError,
+    },
     #[error(transparent)]
     Repo(#[from] RepoError),
 }
@@ -143,6 +150,7 @@ impl TargetError {
             TargetError::RelativePath { .. } => "invalid_argument",
             TargetError::NotWritable { .. } => "target_not_writable",
             TargetError::Save { .. } => "settings_not_saved",
+            TargetError::S3Unusable { .. } => "target_unusable",
             TargetError::Repo(_) => "target_repository",
         }
     }
@@ -379,7 +387,7 @@ impl Targets {
     pub fn test(&self, config: &TargetConfig) -> Result<(Resolved, Space), TargetError> {
         let resolved = self.resolve_config(config, false)?;
         if let TargetConfig::S3(c) = config {
-            s3target::S3Target::connect(c)?;
+            s3target::S3Target::connect(c).map_err(|source| TargetError::S3Unusable { source })?;
         }
         probe_write(&resolved.root)?;
         let space = space(&resolved.root).map_err(|source| TargetError::NotWritable {
@@ -556,7 +564,9 @@ mod tests {
         let view = serde_json::to_string(&crate::api::model::TargetConfigView::from(&cfg)).unwrap();
         assert!(!view.contains("topsecret"), "{view}");
         assert!(view.contains(crate::api::model::MASKED_SECRET), "{view}");
-        let e = t.set(cfg).unwrap_err().to_string();
+        let e = t.set(cfg).unwrap_err();
+        assert_eq!(e.code(), "target_unusable");
+        let e = e.to_string();
         assert!(
             e.contains("cannot reach the S3 endpoint 127.0.0.1:1: "),
             "{e}"
