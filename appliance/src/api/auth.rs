@@ -145,13 +145,18 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
 
 /// The session cookie's value.
 pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE, |value| !value.is_empty())
+}
+
+/// The value of the first cookie `wanted` that `accept` takes.
+pub fn cookie(headers: &HeaderMap, wanted: &str, accept: impl Fn(&str) -> bool) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
+        .find(|(name, value)| *name == wanted && accept(value))
         .map(|(_, value)| value.to_owned())
 }
 

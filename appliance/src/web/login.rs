@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::views::LoginPage;
 use super::{render, WebSession};
-use crate::api::auth::{cookie_token, SESSION_COOKIE};
+use crate::api::auth::{cookie, cookie_token, SESSION_COOKIE};
 use crate::api::{AppState, VERSION};
 use crate::auth::sessions::SESSION_TTL;
 use crate::auth::{Verdict, ADMIN_USER};
@@ -118,18 +118,9 @@ fn new_nonce() -> String {
 
 /// The pre-session nonce of the request's [`LOGIN_COOKIE`].
 fn login_nonce(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| {
-            *name == LOGIN_COOKIE
-                && value.len() == 32
-                && value.bytes().all(|b| b.is_ascii_hexdigit())
-        })
-        .map(|(_, value)| value.to_owned())
+    cookie(headers, LOGIN_COOKIE, |value| {
+        value.len() == 32 && value.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 fn client_ip(extensions: &axum::http::Extensions) -> Option<IpAddr> {
