@@ -113,7 +113,7 @@ fn login_subject(nonce: &str) -> String {
 fn new_nonce() -> String {
     let mut bytes = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::services::tokens::hex(&bytes)
 }
 
 /// The pre-session nonce of the request's [`LOGIN_COOKIE`].
