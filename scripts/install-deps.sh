@@ -45,6 +45,11 @@ packages=(
 	"nodejs:node"
 	"npm:npm"
 	"python3-venv:/usr/lib/python3*/ensurepip"
+	# The NBD export test (tests/tests/nbd.rs): real NBD clients and certificates.
+	"libnbd-bin:nbdcopy"
+	"nbd-client:nbd-client"
+	"openssl:openssl"
+	"gnutls-bin:certtool"
 )
 
 # present WHAT: a program on PATH, or a path (glob allowed) that exists.

@@ -38,6 +38,7 @@
 //! | `repo`        | [`Repository`]: open/init, catalogue, delete               |
 //! | `backup`      | full and incremental backups                               |
 //! | `restore`     | ordered chunk reader, restore, raw export                  |
+//! | `image`       | random access to a backup's image (NBD export of backups)  |
 //! | `verify`      | per-chunk verification                                     |
 //! | `qcow2`       | qcow2 v3 writer and export                                 |
 //! | `gc`          | garbage collection                                         |
@@ -51,6 +52,7 @@ mod chunk;
 mod error;
 pub mod formats;
 mod gc;
+mod image;
 mod index;
 mod job;
 mod manifest;
@@ -68,6 +70,7 @@ pub use backup::{BackupRequest, BackupResult};
 pub use chunk::chunk_key;
 pub use error::{ErrorKind, RepoError, Result};
 pub use gc::{GcOptions, GcReport};
+pub use image::{BackupImage, DEFAULT_CACHED_CHUNKS};
 pub use index::{ChunkRef, Index};
 pub use job::{CancelToken, JobCtl, Phase, Progress, ProgressFn};
 pub use manifest::{BackupKind, BackupStats, CbtPosition, Compression, DiskIdentity, Manifest};

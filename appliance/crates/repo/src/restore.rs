@@ -79,6 +79,30 @@ fn dest_err(path: &Path, what: &str, source: io::Error) -> RepoError {
     }
 }
 
+/// Chunk `idx` of backup `id`: the object `digest`, decoded and checked, `len` bytes long.
+/// A missing or damaged object is [`RepoError::Corrupt`] naming the chunk and backup.
+pub(crate) fn load_chunk(
+    store: &ChunkStore<'_>,
+    id: &BackupId,
+    idx: ChunkIdx,
+    digest: &Digest,
+    len: usize,
+) -> Result<Vec<u8>> {
+    let what = || format!("chunk {idx} of backup {id} ({})", digest.short());
+    match store.read_checked(digest)? {
+        ChunkRead::Good(data) if data.len() == len => Ok(data),
+        ChunkRead::Good(data) => Err(RepoError::corrupt(
+            what(),
+            format!("{} bytes where the image needs {len}", data.len()),
+        )),
+        ChunkRead::Missing => Err(RepoError::corrupt(
+            what(),
+            "the chunk object is missing from the repository",
+        )),
+        ChunkRead::Corrupt(why) => Err(RepoError::corrupt(what(), why)),
+    }
+}
+
 impl Repository {
     /// Reads every chunk of backup `m` in order (fetch, decode and digest check in parallel),
     /// hands it to `sink` and returns the SHA-256 of the whole image.
@@ -103,21 +127,7 @@ impl Repository {
             match r {
                 ChunkRef::Zero => Ok((idx, ChunkData::Zero(len))),
                 ChunkRef::Data(d) => {
-                    let what = || format!("chunk {idx} of backup {id} ({})", d.short());
-                    match store.read_checked(&d)? {
-                        ChunkRead::Good(data) if data.len() == len => {
-                            Ok((idx, ChunkData::Data(data)))
-                        }
-                        ChunkRead::Good(data) => Err(RepoError::corrupt(
-                            what(),
-                            format!("{} bytes where the image needs {len}", data.len()),
-                        )),
-                        ChunkRead::Missing => Err(RepoError::corrupt(
-                            what(),
-                            "the chunk object is missing from the repository",
-                        )),
-                        ChunkRead::Corrupt(why) => Err(RepoError::corrupt(what(), why)),
-                    }
+                    load_chunk(&store, id, idx, &d, len).map(|data| (idx, ChunkData::Data(data)))
                 }
             }
         };
