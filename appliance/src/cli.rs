@@ -45,6 +45,13 @@ pub struct ServeArgs {
     /// Also serve plain HTTP on this address (the boot key `http=1` adds 0.0.0.0:80).
     #[arg(long = "http-listen", value_name = "ADDR")]
     pub http_listen: Vec<SocketAddr>,
+    /// Address of the NBD server (exports of disks, snapshots and backups).
+    #[arg(
+        long = "nbd-listen",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:10809"
+    )]
+    pub nbd_listen: SocketAddr,
     /// Where settings live (password hash, TLS certificate and key).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,

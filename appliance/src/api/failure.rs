@@ -19,7 +19,7 @@ use crate::services::tokens::TokenError;
 pub fn status_of(code: &str) -> StatusCode {
     match code {
         "unknown_device" | "job_not_found" | "snapshot_not_found" | "not_found"
-        | "token_not_found" | "file_not_found" => StatusCode::NOT_FOUND,
+        | "token_not_found" | "file_not_found" | "export_not_found" => StatusCode::NOT_FOUND,
         "invalid_argument"
         | "no_devices"
         | "duplicate_device"
@@ -30,7 +30,8 @@ pub fn status_of(code: &str) -> StatusCode {
         | "target_unsupported_filesystem"
         | "target_partitioned"
         | "target_not_a_directory"
-        | "target_unusable" => StatusCode::BAD_REQUEST,
+        | "target_unusable"
+        | "export_source_unusable" => StatusCode::BAD_REQUEST,
         "storage_is_snapshotted"
         | "storage_in_use"
         | "storage_has_data"
@@ -42,13 +43,17 @@ pub fn status_of(code: &str) -> StatusCode {
         | "repository_locked"
         | "already_exists"
         | "too_many_tokens"
+        | "too_many_exports"
+        | "exported"
         | "target_full"
         | "target_mount_failed"
         | "target_not_writable"
         | "invalid_state"
         | "cancelled"
         | "job_not_finished" => StatusCode::CONFLICT,
-        "module_not_loaded" | "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
+        "module_not_loaded" | "shutting_down" | "nbd_not_running" => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -101,6 +106,7 @@ impl From<OpError> for ApiError {
         match e {
             OpError::Job(j) => j.into(),
             OpError::Target(t) => t.into(),
+            OpError::Export(x) => x.into(),
             OpError::Invalid { .. } => failed("invalid_argument", e.to_string()),
             OpError::NoFile { .. } => failed("file_not_found", e.to_string()),
             OpError::Io { .. } => failed("target_io", chain(&e)),

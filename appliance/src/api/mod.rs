@@ -11,6 +11,7 @@ pub mod backups;
 pub mod devices;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod failure;
 pub mod files;
 pub mod jobs;
@@ -157,6 +158,12 @@ fn resources(router: Router<AppState>) -> Router<AppState> {
             get(targets::get).put(targets::put).delete(targets::reset),
         )
         .route("/api/v1/target/test", post(targets::test))
+        .route("/api/v1/exports", get(exports::list).post(exports::create))
+        .route(
+            "/api/v1/exports/{name}",
+            get(exports::get).delete(exports::delete),
+        )
+        .route("/api/v1/nbd/ca-certificate", get(exports::ca_certificate))
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/settings/password", post(settings::password))
         .route(

@@ -8,7 +8,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::model::*;
-use super::{auth, backups, devices, events, files, jobs, settings, snapshots, system, targets};
+use super::{
+    auth, backups, devices, events, exports, files, jobs, settings, snapshots, system, targets,
+};
 
 /// This document.
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "system",
@@ -59,17 +61,19 @@ impl Modify for Security {
         jobs::list, jobs::get, jobs::cancel,
         files::list, files::download, files::delete,
         targets::get, targets::put, targets::reset, targets::test,
+        exports::list, exports::create, exports::get, exports::delete, exports::ca_certificate,
         events::list,
         settings::password, settings::tokens, settings::create_token, settings::revoke_token,
     ),
     components(schemas(ErrorBody, system::Health, auth::LoginRequest, auth::LoginResponse,
         system::Accepted,
         DeviceView, SnapshotView, JobView, CatalogueView, BackupView, TargetStatusView,
-        TargetConfigView, FileView, EventList, TokenView, TokenCreated)),
+        TargetConfigView, FileView, EventList, TokenView, TokenCreated,
+        crate::services::exports::ExportView, crate::services::exports::ExportSpec)),
     modifiers(&Security),
     security(("bearer" = []), ("session_cookie" = [])),
     tags((name = "devices"), (name = "snapshots"), (name = "backups"), (name = "jobs"),
-        (name = "files"), (name = "target"), (name = "events"), (name = "settings"),
+        (name = "files"), (name = "target"), (name = "exports"), (name = "events"), (name = "settings"),
         (name = "system")),
 )]
 pub struct ApiDoc;

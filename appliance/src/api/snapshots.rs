@@ -101,6 +101,6 @@ pub async fn destroy(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let services = state.services.clone();
-    blocking(move || Ok(services.jobs.destroy_snapshot(&id)?)).await?;
+    blocking(move || Ok(services.destroy_snapshot(&id)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 //! SIGTERM/SIGINT or a shutdown call.
 
 pub mod local;
+pub mod nbd_tls;
 pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +26,7 @@ use crate::auth::password::Origin;
 use crate::auth::PasswordStore;
 use crate::cli::ServeArgs;
 use crate::config::BootConfig;
+use crate::services::exports::NbdCatalog;
 use crate::services::Services;
 
 /// Exit status telling the appliance's init that the daemon stopped because a power off
@@ -142,6 +144,7 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
         say(&format!("plain HTTP on {addr} (boot key http=1)"));
     }
     let (socket_stop, socket_task) = serve_socket(&args.socket, app.clone())?;
+    let (nbd_stop, nbd_task) = start_nbd(args.nbd_listen, &args.state_dir, &names, &services);
 
     for (ip, port) in &addresses {
         let host = match ip {
@@ -165,6 +168,11 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
         handle.graceful_shutdown(Some(GRACE));
     }
     let _ = socket_stop.send(true);
+    let _ = nbd_stop.send(true);
+    if let Some(task) = nbd_task {
+        let _ = task.await;
+        say("stopping: NBD clients disconnected");
+    }
     while let Some(joined) = servers.join_next().await {
         if let Ok((what, Err(err))) = joined {
             say(&format!("{what} ended with an error: {err}"));
@@ -181,6 +189,63 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
     } else {
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Starts the NBD server on `addr` with the exports of `services`; a failure (port taken,
+/// certificate) is reported and the daemon goes on without it.
+fn start_nbd(
+    addr: SocketAddr,
+    state_dir: &Path,
+    names: &[String],
+    services: &std::sync::Arc<Services>,
+) -> (watch::Sender<bool>, Option<tokio::task::JoinHandle<()>>) {
+    let (stop, stop_rx) = watch::channel(false);
+    let identity = match nbd_tls::load_or_create(state_dir, names) {
+        Ok(identity) => identity,
+        Err(err) => {
+            say(&format!(
+                "NBD server not started: {}",
+                snapcore::chain(&err)
+            ));
+            return (stop, None);
+        }
+    };
+    let listener = match bind(addr, "NBD").and_then(|l| {
+        tokio::net::TcpListener::from_std(l).with_context(|| format!("NBD listener on {addr}"))
+    }) {
+        Ok(listener) => listener,
+        Err(err) => {
+            say(&format!("NBD server not started: {err:#}"));
+            return (stop, None);
+        }
+    };
+    let _ = services.nbd_ca.set(identity.ca_pem.clone());
+    say(&format!(
+        "NBD server on {addr} ({} CA, SHA-256 fingerprint {}; clients fetch it from \
+         /api/v1/nbd/ca-certificate)",
+        if identity.created {
+            "created the"
+        } else {
+            "using the stored"
+        },
+        identity.ca_fingerprint
+    ));
+    let config = nbd::ServerConfig {
+        catalog: std::sync::Arc::new(NbdCatalog::new(services)),
+        tls: Some(nbd::TlsAcceptor::from(identity.config)),
+    };
+    let events = std::sync::Arc::downgrade(services);
+    let on_end = std::sync::Arc::new(move |peer: SocketAddr, result: Result<(), nbd::NbdError>| {
+        if let (Err(err), Some(services)) = (result, events.upgrade()) {
+            services.events.record(
+                crate::services::Level::Warning,
+                "exports",
+                format!("NBD client {}: {err}", peer.ip()),
+            );
+        }
+    });
+    let task = tokio::spawn(nbd::run(listener, config, stop_rx, on_end));
+    (stop, Some(task))
 }
 
 /// Waits for a shutdown call, SIGTERM, SIGINT, or a server ending on its own.

@@ -7,10 +7,12 @@
 //! | jobs, devices | [`snapcore`]          | no (the repository is the truth) |
 //! | target        | [`target`]            | `target.json`                   |
 //! | API tokens    | [`tokens`]            | `api-tokens.json` (hashes)      |
+//! | NBD exports   | [`exports`]           | `exports.json`                  |
 //! | events        | [`events`]            | no                              |
 //! | flash, CSRF   | [`web`]               | no                              |
 
 pub mod events;
+pub mod exports;
 pub mod ops;
 pub mod target;
 pub mod tokens;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use snapcore::{JobManager, JobManagerConfig, Scanner};
 
 pub use events::{EventLog, Level};
+pub use exports::Exports;
 pub use target::Targets;
 pub use tokens::ApiTokens;
 pub use web::{CsrfKey, FlashStore};
@@ -72,9 +75,12 @@ pub struct Services {
     pub jobs: JobManager,
     pub targets: Targets,
     pub tokens: ApiTokens,
+    pub exports: Exports,
     pub events: EventLog,
     pub flash: FlashStore,
     pub csrf: CsrfKey,
+    /// The NBD server's CA certificate (PEM), once the daemon's NBD server runs.
+    pub nbd_ca: std::sync::OnceLock<String>,
     /// Whether settings survive a restart.
     pub persistent: bool,
     /// Where settings are saved (password hash, target, tokens).
@@ -89,17 +95,23 @@ impl Services {
         let (targets, target_warning) =
             Targets::new(state_dir, cfg.mount_root, cfg.default_target_dir, scanner);
         let (tokens, token_warning) = ApiTokens::new(state_dir);
+        let (exports, export_warning) = Exports::new(state_dir);
         let services = Arc::new(Services {
             jobs: JobManager::new(cfg.jobs),
             targets,
             tokens,
+            exports,
             events: EventLog::new(),
             flash: FlashStore::default(),
             csrf: CsrfKey::random(),
+            nbd_ca: std::sync::OnceLock::new(),
             persistent: cfg.state_dir.is_some() && !cfg.ephemeral,
             state_dir: cfg.state_dir.clone(),
         });
-        for warning in [target_warning, token_warning].into_iter().flatten() {
+        for warning in [target_warning, token_warning, export_warning]
+            .into_iter()
+            .flatten()
+        {
             services.events.record(Level::Warning, "system", warning);
         }
         services

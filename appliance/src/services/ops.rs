@@ -11,6 +11,7 @@ use snapcore::jobs::{
 };
 use snapcore::{DiffStorage, JobError, SessionError};
 
+use super::exports::{ExportError, ExportSource};
 use super::target::{FileArea, Resolved, TargetError};
 use super::{Level, Services};
 
@@ -21,6 +22,8 @@ pub enum OpError {
     Job(#[from] JobError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
     #[error("there is no file {name} in {area}")]
@@ -198,11 +201,36 @@ impl Services {
     /// Deletes backup `id` (its chunks stay until garbage collection).
     pub fn delete_backup(&self, id: &str) -> Result<(), OpError> {
         let backup = backup_id(id)?;
+        let exported = self.exports.referencing(
+            |s| matches!(s, ExportSource::Backup { backup: b } if *b == backup.as_str()),
+        );
+        if let Some(export) = exported {
+            return Err(ExportError::InUse {
+                what: format!("backup {backup}"),
+                export,
+            }
+            .into());
+        }
         let (repo, _) = self.targets.repository()?;
         repo.delete_backup(&backup)?;
         self.events
             .record(Level::Info, "target", format!("backup {backup} deleted"));
         Ok(())
+    }
+
+    /// Destroys a held snapshot, unless an NBD export serves one of its images.
+    pub fn destroy_snapshot(&self, id: &str) -> Result<(), OpError> {
+        let exported = self.exports.referencing(|s| {
+            matches!(s, ExportSource::Snapshot { snapshot, .. } if snapshot.eq_ignore_ascii_case(id))
+        });
+        if let Some(export) = exported {
+            return Err(ExportError::InUse {
+                what: format!("snapshot {id}"),
+                export,
+            }
+            .into());
+        }
+        Ok(self.jobs.destroy_snapshot(id)?)
     }
 
     /// Restored and exported files on the target.

@@ -368,7 +368,7 @@ pub async fn destroy_snapshot(
         return *r;
     }
     let shown = id.clone();
-    match run(&state, move |s| Ok(s.jobs.destroy_snapshot(&id)?)).await {
+    match run(&state, move |s| Ok(s.destroy_snapshot(&id)?)).await {
         Ok(()) => done(
             &state,
             &session,
