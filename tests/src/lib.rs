@@ -7,6 +7,7 @@
 //! | [`qemu`]     | VM configuration, start, serial log polling, guaranteed kill          |
 //! | [`qmp`]      | QEMU Machine Protocol commands (power button, status)                 |
 //! | [`logcheck`] | kernel defects in a serial log                                        |
+//! | [`rest`]     | the appliance's REST API over curl: calls, login, jobs, downloads     |
 //!
 //! VM tests are slow (TCG): at most two VMs run at once across all test processes
 //! (see [`qemu::Vm::start`]). Every timeout the harness takes is multiplied by the
@@ -19,5 +20,6 @@ pub mod logcheck;
 pub mod paths;
 pub mod qemu;
 pub mod qmp;
+pub mod rest;
 
 pub use error::{Error, Result};

@@ -25,6 +25,7 @@ use std::sync::{mpsc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use appliance_tests::qemu::{self, Boot, DiskSpec, Vm, VmConfig};
+use appliance_tests::rest::{self, call, done, sha256_file, Client};
 use appliance_tests::{build, paths};
 use serde_json::{json, Value};
 
@@ -122,20 +123,7 @@ fn boot() -> Appliance {
         .expect("VM thread answers")
         .unwrap_or_else(|err| panic!("start the VM: {err}"));
     let base = format!("https://127.0.0.1:{port}");
-    let deadline = Instant::now() + paths::scaled(BOOT_TIMEOUT);
-    loop {
-        if let Some(reply) = call(&base, "GET", "/api/v1/health", None, None) {
-            if reply.status == 200 {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the API did not come up; see {}",
-            log.display()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    rest::wait_healthy(&base, BOOT_TIMEOUT, &log);
     println!(
         "webui: appliance up after {:.1} s; serial log {}",
         started.elapsed().as_secs_f64(),
@@ -172,161 +160,13 @@ fn prod_disk(dir: &Path) -> PathBuf {
     img
 }
 
-fn sha256_file(path: &Path) -> String {
-    let out = Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum");
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("digest")
-        .to_owned()
-}
-
-// --- HTTPS ---------------------------------------------------------------------------------
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
-    }
-}
-
-/// One call with curl (`-k`: the certificate is self-signed). `None` when no answer.
-fn call(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> Option<Reply> {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-k",
-        "--max-time",
-        "120",
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-    ]);
-    if let Some(t) = token {
-        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
-    }
-    if let Some(b) = body {
-        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    cmd.arg(format!("{base}{path}"));
-    let out = cmd.stdin(Stdio::null()).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n')?;
-    Some(Reply {
-        status: status.trim().parse().ok()?,
-        body: body.to_owned(),
-    })
-}
-
-struct Api<'a> {
-    app: &'a Appliance,
-    token: String,
-}
-
-impl<'a> Api<'a> {
-    fn login(app: &'a Appliance) -> Api<'a> {
-        let body = json!({"username": "admin", "password": PASSWORD}).to_string();
-        let reply = call(&app.base, "POST", "/api/v1/auth/login", Some(&body), None)
-            .expect("login answers");
-        assert_eq!(reply.status, 200, "login: {reply:?}");
-        let token = reply.json()["token"].as_str().expect("token").to_owned();
-        Api { app, token }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let body = body.map(|b| b.to_string());
-        call(
-            &self.app.base,
-            method,
-            path,
-            body.as_deref(),
-            Some(&self.token),
-        )
-        .unwrap_or_else(|| panic!("{method} {path}: no answer"))
-    }
-
-    fn ok(&self, method: &str, path: &str, body: Option<Value>, status: u16) -> Value {
-        let reply = self.call(method, path, body);
-        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
-        reply.json()
-    }
-
-    /// Polls a job until it finished; prints its progress as it goes; returns the record.
-    fn wait_job(&self, id: u64) -> Value {
-        let deadline = Instant::now() + paths::scaled(JOB_TIMEOUT);
-        let mut last_percent = None;
-        loop {
-            let job = self.ok("GET", &format!("/api/v1/jobs/{id}"), None, 200);
-            let percent = job["progress"]["percent"].as_u64();
-            if percent != last_percent {
-                println!(
-                    "webui: job {id} {} {}%: {} of {} bytes",
-                    job["state"],
-                    percent.unwrap_or(0),
-                    job["progress"]["done_bytes"],
-                    job["progress"]["total_bytes"]
-                );
-                last_percent = percent;
-            }
-            if job["finished"] == true {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-
-    /// Downloads `path` to `dest` with the bearer token.
-    fn download(&self, path: &str, dest: &Path) {
-        let out = Command::new("curl")
-            .args(["-sS", "-k", "--fail", "--max-time", "600", "-o"])
-            .arg(dest)
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", self.token))
-            .arg(format!("{}{path}", self.app.base))
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "download {path}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-fn done(job: &Value) -> &Value {
-    assert_eq!(job["state"], "done", "job failed: {job}");
-    assert_eq!(job["progress"]["percent"], 100, "{job}");
-    &job["result"]
-}
-
 // --- the checks ----------------------------------------------------------------------------
 
 #[test]
 fn every_documented_call_needs_credentials() {
     let app = appliance();
     let _turn = turn();
-    let api = Api::login(app);
+    let api = Client::login(&app.base, PASSWORD, "webui");
     let doc = api.ok("GET", "/api/v1/openapi.json", None, 200);
     let paths = doc["paths"].as_object().expect("paths");
     let mut guarded = 0;
@@ -364,7 +204,7 @@ fn every_documented_call_needs_credentials() {
 fn rest_backup_restore_verify_export() {
     let app = appliance();
     let _turn = turn();
-    let api = Api::login(app);
+    let api = Client::login(&app.base, PASSWORD, "webui");
 
     let devices = api.ok("GET", "/api/v1/devices", None, 200);
     let prod = devices
@@ -412,7 +252,7 @@ fn rest_backup_restore_verify_export() {
         Some(json!({"device": "prod0", "storage": {"kind": "device", "device": "scratch0"}, "mode": "full"})),
         202,
     );
-    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    let job = api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT);
     let report = done(&job);
     assert_eq!(report["kind"], "backup");
     assert_eq!(report["mode"], "full");
@@ -444,7 +284,7 @@ fn rest_backup_restore_verify_export() {
         Some(json!({"destination": {"kind": "file", "name": "rest-restore.img"}})),
         202,
     );
-    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    let job = api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT);
     let report = done(&job);
     assert_eq!(report["image_sha256"], backup_sha.as_str());
     let restored = app.dir.join("rest-restore.img");
@@ -464,7 +304,7 @@ fn rest_backup_restore_verify_export() {
         None,
         202,
     );
-    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    let job = api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT);
     let report = done(&job);
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["image_sha256_ok"], true, "{report}");
@@ -476,7 +316,7 @@ fn rest_backup_restore_verify_export() {
         Some(json!({"format": "qcow2", "name": "rest-export.qcow2"})),
         202,
     );
-    let job = api.wait_job(job["id"].as_u64().expect("job id"));
+    let job = api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT);
     done(&job);
     assert_eq!(job["download"], "/api/v1/files/exports/rest-export.qcow2");
     let exported = app.dir.join("rest-export.qcow2");
@@ -554,7 +394,7 @@ fn browser_backup_and_restore() {
     println!("webui: browser saw {seen}");
     let summary = seen["restore_summary"].as_str().unwrap_or_default();
     assert!(summary.contains("SHA-256"), "{seen}");
-    let api = Api::login(app);
+    let api = Client::login(&app.base, PASSWORD, "webui");
     let restore = api.ok(
         "GET",
         &format!("/api/v1/jobs/{}", seen["restore_job"]),
@@ -584,7 +424,7 @@ fn schemathesis_finds_no_server_errors() {
         build::run(Command::new(venv.join("bin/pip")).args(["install", "-q", SCHEMATHESIS]))
             .expect("pip install schemathesis");
     }
-    let api = Api::login(app);
+    let api = Client::login(&app.base, PASSWORD, "webui");
     // A spec file on the host: schemathesis loads it, the calls go to the appliance.
     let spec = app.dir.join("openapi.json");
     api.download("/api/v1/openapi.json", &spec);
@@ -604,7 +444,9 @@ fn schemathesis_finds_no_server_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(app.dir.join("schemathesis.log"), &text).expect("log");
-    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+    // The summary on success; everything (the errors come before the summary) otherwise.
+    let shown = if out.status.success() { 40 } else { usize::MAX };
+    let tail: Vec<&str> = text.lines().rev().take(shown).collect();
     for line in tail.iter().rev() {
         println!("schemathesis: {line}");
     }
@@ -695,7 +537,7 @@ impl Drop for Garage {
 fn s3_target_backup_and_restore() {
     let app = appliance();
     let _turn = turn();
-    let api = Api::login(app);
+    let api = Client::login(&app.base, PASSWORD, "webui");
     let garage = Garage::start();
     let local_before = api.ok("GET", "/api/v1/backups", None, 200);
 
@@ -730,7 +572,7 @@ fn s3_target_backup_and_restore() {
             Some(json!({"device": "prod0", "storage": {"kind": "device", "device": "scratch0"}, "mode": mode})),
             202,
         );
-        done(&api.wait_job(job["id"].as_u64().expect("job id"))).clone()
+        done(&api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT)).clone()
     };
     let full = backup("full");
     assert_eq!(full["mode"], "full", "{full}");
@@ -755,7 +597,7 @@ fn s3_target_backup_and_restore() {
         Some(json!({"destination": {"kind": "file", "name": "s3-restore.img"}})),
         202,
     );
-    done(&api.wait_job(job["id"].as_u64().expect("job id")));
+    done(&api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT));
     let restored = app.dir.join("s3-restore.img");
     let _ = std::fs::remove_file(&restored);
     api.download("/api/v1/files/restores/s3-restore.img", &restored);
