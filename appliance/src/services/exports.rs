@@ -71,10 +71,29 @@ pub struct ExportSpec {
     /// Client addresses or networks that may connect (`10.0.2.2`, `192.168.1.0/24`);
     /// at least one. `0.0.0.0/0` admits every IPv4 client, explicitly.
     #[schema(value_type = Vec<String>)]
+    #[serde(deserialize_with = "deserialize_allow")]
     pub allow: Vec<IpNet>,
     /// Require TLS (`NBD_OPT_STARTTLS`); `false` only when explicitly chosen.
     #[serde(default = "default_tls")]
     pub tls: bool,
+}
+
+/// An address (`10.0.2.2`, `fd00::1`: that host only) or a network (`10.0.2.0/24`).
+pub fn parse_client(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    t.parse::<IpNet>()
+        .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("{t:?} is not an IP address or network (10.0.2.2, 192.168.1.0/24, fd00::/64)")
+        })
+}
+
+fn deserialize_allow<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(d)?;
+    texts
+        .iter()
+        .map(|t| parse_client(t).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 impl ExportSpec {
@@ -629,6 +648,23 @@ mod tests {
         assert!(s.admits("::ffff:10.0.2.2".parse().unwrap()));
         assert!(!s.admits("10.0.2.3".parse().unwrap()));
         assert!(!spec("y", &[]).admits("10.0.2.2".parse().unwrap()));
+        assert_eq!(
+            parse_client(" 10.0.2.2 ").unwrap().to_string(),
+            "10.0.2.2/32"
+        );
+        assert_eq!(parse_client("fd00::/64").unwrap().to_string(), "fd00::/64");
+        assert!(parse_client("10.0.2")
+            .unwrap_err()
+            .contains("not an IP address"));
+        let json = r#"{"name":"n","source":{"kind":"backup","backup":"b"},"allow":["10.0.2.2"]}"#;
+        let parsed: ExportSpec = serde_json::from_str(json).unwrap();
+        assert!(parsed.tls && !parsed.read_only);
+        assert_eq!(parsed.allow, vec![parse_client("10.0.2.2/32").unwrap()]);
+        let bad = r#"{"name":"n","source":{"kind":"backup","backup":"b"},"allow":["x"]}"#;
+        let err = serde_json::from_str::<ExportSpec>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"x\" is not an IP address"), "{err}");
     }
 
     #[test]
