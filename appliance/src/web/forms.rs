@@ -1,11 +1,14 @@
 //! The forms (POST): each checks the CSRF token, calls the same operation as its REST
 //! call, queues a flash message saying what happened (or why not), and redirects.
 
+use std::net::IpAddr;
+
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use ipnet::IpNet;
 use serde::Deserialize;
 use snapcore::jobs::{ExportFormat, JobId};
 use snapcore::{DiffStorage, SessionOptions};
@@ -15,6 +18,7 @@ use super::views::{bytes, MessagePage};
 use super::{render, url_encode, WebSession};
 use crate::api::failure::ApiPath;
 use crate::api::{ApiError, AppState};
+use crate::services::exports::{self, ExportError, ExportSource, ExportSpec};
 use crate::services::ops::RestoreTo;
 use crate::services::target::{FileArea, TargetConfig};
 use crate::services::web::FlashKind;
@@ -586,4 +590,119 @@ pub async fn revoke_token(
         Err(e) => (FlashKind::Error, e.to_string()),
     };
     done(&state, &session, kind, text, "/settings")
+}
+
+/// The allowed clients typed in a form: addresses or networks separated by commas or
+/// whitespace; a bare address is that one host (`/32`, `/128`).
+pub fn parse_allow(text: &str) -> Result<Vec<IpNet>, String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "\u{201c}{item}\u{201d} is not a client address or network \
+                         (for example 10.0.2.2 or 192.168.1.0/24)"
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The export described by the create form.
+fn export_spec(form: &FormData) -> Result<ExportSpec, String> {
+    let source = match form.get("kind") {
+        "device" if !form.get("device").is_empty() => ExportSource::Device {
+            device: form.get("device").to_owned(),
+        },
+        "snapshot" => {
+            let (snapshot, device) = form
+                .get("image")
+                .split_once('/')
+                .ok_or("choose a taken snapshot image to export")?;
+            ExportSource::Snapshot {
+                snapshot: snapshot.to_owned(),
+                device: device.to_owned(),
+            }
+        }
+        "backup" if !form.get("backup").is_empty() => ExportSource::Backup {
+            backup: form.get("backup").to_owned(),
+        },
+        "device" => return Err("choose the disk to export".into()),
+        "backup" => return Err("choose the backup to export".into()),
+        _ => return Err("choose what to export: a disk, a snapshot image or a backup".into()),
+    };
+    let allow = parse_allow(form.get("allow"))?;
+    if allow.is_empty() {
+        return Err(ExportError::NoClients.to_string());
+    }
+    Ok(ExportSpec {
+        name: form.get("name").to_owned(),
+        source,
+        read_only: form.get("read_only") == "on",
+        allow,
+        tls: form.get("tls") == "on",
+    })
+}
+
+/// `POST /exports`: creates an NBD export (its source must open now).
+pub async fn create_export(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let result = match export_spec(&form) {
+        Ok(spec) => run(&state, move |s| Ok(exports::create(s, spec)?)).await,
+        Err(text) => Err(ApiError::BadRequest(text)),
+    };
+    let (kind, text) = match result {
+        Ok(view) => (
+            FlashKind::Success,
+            format!(
+                "Export {} created: {}, {}.",
+                view.spec.name,
+                view.description,
+                if view.spec.tls {
+                    "TLS required"
+                } else {
+                    "without TLS"
+                }
+            ),
+        ),
+        Err(e) => (FlashKind::Error, format!("The export was not created: {e}")),
+    };
+    done(&state, &session, kind, text, "/exports")
+}
+
+/// `POST /exports/{name}/delete`: removes an export; connected clients' requests fail.
+pub async fn delete_export(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(name): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let shown = name.clone();
+    let result = run(&state, move |s| {
+        s.exports.remove(&name)?;
+        s.events
+            .record(Level::Info, "exports", format!("NBD export {name} removed"));
+        Ok(())
+    })
+    .await;
+    let (kind, text) = match result {
+        Ok(()) => (FlashKind::Success, format!("Export {shown} removed.")),
+        Err(e) => (
+            FlashKind::Error,
+            format!("Export {shown} was not removed: {e}"),
+        ),
+    };
+    done(&state, &session, kind, text, "/exports")
 }

@@ -55,6 +55,8 @@ pub fn pages(router: Router<AppState>) -> Router<AppState> {
         .route("/backups/{id}/export", post(forms::export))
         .route("/backups/{id}/delete", post(forms::delete_backup))
         .route("/files/{area}/{name}/delete", post(forms::delete_file))
+        .route("/exports", get(pages::exports).post(forms::create_export))
+        .route("/exports/{name}/delete", post(forms::delete_export))
         .route("/settings", get(pages::settings))
         .route("/settings/target", post(forms::set_target))
         .route("/settings/target/test", post(forms::test_target))

@@ -2,7 +2,7 @@
 //! converts it with the API's views (so the UI shows what the API returns) and renders.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::views::*;
@@ -481,6 +481,89 @@ pub async fn settings(State(state): State<AppState>, session: WebSession) -> Res
                 tokens,
             })
         }
+        Err(e) => message(&state, &session, &e),
+    }
+}
+
+/// Taken snapshot images that can be exported, as `snapshot id/device id`.
+fn image_choices(services: &Services) -> Vec<DeviceChoice> {
+    services
+        .jobs
+        .list_snapshots()
+        .iter()
+        .flat_map(|s| {
+            s.devices.iter().filter_map(move |d| {
+                let image = d.image.as_ref()?;
+                Some(DeviceChoice {
+                    id: format!("{}/{}", s.id, d.device.id),
+                    label: format!(
+                        "{} ({}) in snapshot {} — {}",
+                        d.device.label(),
+                        d.device.name,
+                        s.id,
+                        image.display()
+                    ),
+                    selected: false,
+                })
+            })
+        })
+        .collect()
+}
+
+/// `GET /exports`: the NBD exports, the form to add one, and the CA certificate.
+pub async fn exports(
+    State(state): State<AppState>,
+    session: WebSession,
+    headers: HeaderMap,
+) -> Response {
+    let host = host_part(headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+    let data = gather(&state, |s| {
+        let views = crate::services::exports::views(s);
+        let devices: Vec<DeviceChoice> = device_views(s)
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| d.fs_type.as_deref() != Some("blksnap_scratch"))
+            .map(|d| DeviceChoice {
+                id: d.id.clone(),
+                label: choice_label(d),
+                selected: false,
+            })
+            .collect();
+        let (backups, backups_error) = match s.catalogue() {
+            Ok((cat, _)) => (
+                cat.backups
+                    .iter()
+                    .rev()
+                    .map(|m| {
+                        let row = BackupRow::from(&BackupView::from(m));
+                        DeviceChoice {
+                            label: format!(
+                                "{} — {} {}, {}, {}",
+                                row.id, row.kind, row.disk, row.size, row.created
+                            ),
+                            id: row.id,
+                            selected: false,
+                        }
+                    })
+                    .collect(),
+                String::new(),
+            ),
+            Err(e) => (Vec::new(), ApiError::from(e).to_string()),
+        };
+        Ok((views, devices, image_choices(s), backups, backups_error))
+    })
+    .await;
+    match data {
+        Ok((views, devices, images, backups, backups_error)) => render(&ExportsPage {
+            layout: layout(&state, &session, "Exports", "exports"),
+            exports: views.iter().map(|v| ExportRow::new(v, &host)).collect(),
+            devices,
+            images,
+            backups,
+            backups_error,
+            ca_available: state.services.nbd_ca.get().is_some(),
+            host,
+        }),
         Err(e) => message(&state, &session, &e),
     }
 }

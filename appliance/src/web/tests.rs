@@ -23,11 +23,17 @@ const PASSWORD: &str = "correct horse";
 
 struct Fixture {
     app: Router,
+    services: Arc<Services>,
     _dir: tempfile::TempDir,
 }
 
 /// An app over an empty fake machine (no disks), settings and target in a temp dir.
 fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+/// [`fixture`], with `prepare` run on the state directory before the services start.
+fn fixture_with(prepare: impl FnOnce(&Path)) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("machine");
     std::fs::create_dir_all(root.join("sys/block")).expect("sys");
@@ -35,6 +41,7 @@ fn fixture() -> Fixture {
     std::fs::write(root.join("mountinfo"), "").expect("mountinfo");
     let state_dir = dir.path().join("state");
     std::fs::create_dir_all(&state_dir).expect("state");
+    prepare(&state_dir);
     let cfg = ServicesConfig {
         state_dir: Some(state_dir),
         ephemeral: false,
@@ -48,9 +55,10 @@ fn fixture() -> Fixture {
     };
     let services: Arc<Services> = Services::new(cfg);
     let passwords = PasswordStore::in_memory(PASSWORD).expect("hash");
-    let (state, _stop) = AppState::with_services(passwords, false, services);
+    let (state, _stop) = AppState::with_services(passwords, false, services.clone());
     Fixture {
         app: make_app(state),
+        services,
         _dir: dir,
     }
 }
@@ -476,6 +484,7 @@ async fn login_form_pages_and_csrf() {
         ("/snapshots", "Take a snapshot"),
         ("/jobs", "No jobs yet"),
         ("/backups", "Start a backup"),
+        ("/exports", "Create export"),
         ("/settings", "API tokens"),
     ] {
         let reply = send(&f.app, page(uri, Some(&cookie))).await;
@@ -594,4 +603,208 @@ async fn a_password_change_ends_every_other_session() {
     )
     .await;
     assert_eq!(relogin.status, StatusCode::UNAUTHORIZED);
+}
+
+/// Two exports saved before the appliance started (sources need not open to be listed).
+const SAVED_EXPORTS: &str = r#"[
+  {"name": "vm1", "source": {"kind": "backup", "backup": "b1"}, "read_only": true,
+   "allow": ["10.0.2.2/32"], "tls": true},
+  {"name": "plain", "source": {"kind": "device", "device": "vda"}, "read_only": false,
+   "allow": ["192.168.1.0/24", "fe80::/64"], "tls": false}
+]"#;
+
+fn page_via(uri: &str, cookie: &str, host: &str) -> Request<Body> {
+    Request::builder()
+        .uri(uri)
+        .header(header::ACCEPT, "text/html")
+        .header(header::HOST, host)
+        .header(header::COOKIE, format!("appliance_session={cookie}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+#[tokio::test]
+async fn exports_page_lists_and_removes_exports() {
+    let f = fixture_with(|state| {
+        std::fs::write(state.join("exports.json"), SAVED_EXPORTS).expect("exports.json")
+    });
+    let cookie = token(&f.app).await;
+    let shown = send(&f.app, page_via("/exports", &cookie, "appliance.lan:8443")).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let body = &shown.body;
+    for needle in [
+        "href=\"/exports\" class=\"active\"",
+        "<code>vm1</code>",
+        "backup b1, read-only",
+        "disk vda, read-write",
+        "nbds://appliance.lan:10809/vm1",
+        "nbd://appliance.lan:10809/plain",
+        "10.0.2.2/32",
+        "192.168.1.0/24, fe80::/64",
+        "not required",
+        "action=\"/exports/vm1/delete\"",
+        "Create export",
+        "tls-creds-x509",
+        "tls-certificates=DIR",
+        "NBD server is not running",
+    ] {
+        assert!(body.contains(needle), "/exports lacks {needle:?}: {body}");
+    }
+    let csrf = csrf_of(body);
+
+    // Without a Host header the URL names the appliance generically.
+    let generic = send(&f.app, page("/exports", Some(&cookie))).await;
+    assert!(generic.body.contains("nbds://APPLIANCE:10809/vm1"));
+
+    // Once the NBD server runs, its CA certificate can be downloaded from the page.
+    f.services
+        .nbd_ca
+        .set("-----BEGIN CERTIFICATE-----\n".to_owned())
+        .expect("unset");
+    let with_ca = send(&f.app, page("/exports", Some(&cookie))).await;
+    assert!(with_ca.body.contains("href=\"/api/v1/nbd/ca-certificate\""));
+    let pem = send(&f.app, page("/api/v1/nbd/ca-certificate", Some(&cookie))).await;
+    assert_eq!(pem.status, StatusCode::OK);
+    assert!(pem.body.starts_with("-----BEGIN CERTIFICATE-----"));
+
+    // Removing needs the session's CSRF token.
+    for fields in ["", "csrf=00"] {
+        let forged = send(&f.app, form("/exports/vm1/delete", &cookie, fields)).await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN, "{fields:?}");
+    }
+    assert!(f.services.exports.get("vm1").is_ok());
+
+    let removed = send(
+        &f.app,
+        form("/exports/vm1/delete", &cookie, &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    assert_eq!(removed.location(), "/exports");
+    let after = send(&f.app, page("/exports", Some(&cookie))).await;
+    assert!(after.body.contains("Export vm1 removed."), "{}", after.body);
+    assert!(!after.body.contains("<code>vm1</code>"));
+    assert!(after.body.contains("<code>plain</code>"));
+    let names: Vec<String> = f
+        .services
+        .exports
+        .list()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["plain"]);
+
+    // Removing what is not there says so.
+    let again = send(
+        &f.app,
+        form("/exports/vm1/delete", &cookie, &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(again.location(), "/exports");
+    let said = send(&f.app, page("/exports", Some(&cookie))).await;
+    assert!(
+        said.body
+            .contains("Export vm1 was not removed: there is no export named vm1"),
+        "{}",
+        said.body
+    );
+}
+
+#[tokio::test]
+async fn export_form_refuses_bad_input_and_creates_nothing() {
+    let f = fixture();
+    let cookie = token(&f.app).await;
+    let empty = send(&f.app, page("/exports", Some(&cookie))).await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.body);
+    assert!(empty.body.contains("Nothing is exported."));
+    assert!(empty.body.contains("no taken snapshot"));
+    let csrf = csrf_of(&empty.body);
+
+    // A form without the session's token is refused.
+    let forged = send(
+        &f.app,
+        form(
+            "/exports",
+            &cookie,
+            "name=vm1&kind=backup&backup=b1&allow=10.0.2.2&tls=on&csrf=00",
+        ),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+
+    let cases = [
+        (
+            "name=vm1&kind=backup&backup=b1&allow=10.0.2.2%2C+not-an-ip&tls=on",
+            "\u{201c}not-an-ip\u{201d} is not a client address or network",
+        ),
+        (
+            "name=vm1&kind=backup&backup=b1&allow=10.0.2.0%2F33",
+            "\u{201c}10.0.2.0/33\u{201d} is not a client address",
+        ),
+        (
+            "name=vm1&kind=backup&backup=b1&allow=+%2C+&tls=on",
+            "needs at least one allowed client address or network",
+        ),
+        (
+            // A bare address is accepted: what fails is the missing backup.
+            "name=vm1&kind=backup&backup=nothing&allow=10.0.2.2&tls=on",
+            "backup nothing cannot be exported",
+        ),
+        (
+            "name=vm1&kind=device&device=vdq&allow=10.0.2.2+192.168.1.0%2F24",
+            "disk vdq cannot be exported",
+        ),
+        (
+            "name=vm1&kind=snapshot&image=&allow=10.0.2.2",
+            "choose a taken snapshot image",
+        ),
+        (
+            "name=vm1&kind=snapshot&image=00000000-0000-0000-0000-000000000000%2Fvda&allow=::1",
+            "vda in snapshot 00000000-0000-0000-0000-000000000000 cannot be exported",
+        ),
+        (
+            "name=a+b&kind=backup&backup=b1&allow=10.0.2.2",
+            "an export name must be 1 to 64 letters",
+        ),
+        ("name=vm1&allow=10.0.2.2", "choose what to export"),
+    ];
+    for (fields, needle) in cases {
+        let posted = send(
+            &f.app,
+            form("/exports", &cookie, &format!("{fields}&csrf={csrf}")),
+        )
+        .await;
+        assert_eq!(posted.status, StatusCode::SEE_OTHER, "{fields}");
+        assert_eq!(posted.location(), "/exports", "{fields}");
+        let back = send(&f.app, page("/exports", Some(&cookie))).await;
+        assert!(
+            back.body.contains("The export was not created"),
+            "{fields}: {}",
+            back.body
+        );
+        assert!(
+            back.body.contains(needle),
+            "{fields} lacks {needle:?}: {}",
+            back.body
+        );
+        assert!(back.body.contains("Nothing is exported."), "{fields}");
+    }
+    assert!(f.services.exports.list().is_empty());
+    let listed = send(
+        &f.app,
+        api(Method::GET, "/api/v1/exports", None, Some(&cookie)),
+    )
+    .await;
+    assert_eq!(listed.json(), json!([]));
+}
+
+#[test]
+fn allowed_clients_parse_addresses_and_networks() {
+    use super::forms::parse_allow;
+    let nets = parse_allow(" 10.0.2.2, 192.168.1.0/24\nfe80::1 ,,").expect("valid");
+    let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["10.0.2.2/32", "192.168.1.0/24", "fe80::1/128"]);
+    assert_eq!(parse_allow("  ").expect("empty"), []);
+    let err = parse_allow("10.0.2.2 host.example").expect_err("a name");
+    assert!(err.contains("host.example"), "{err}");
 }

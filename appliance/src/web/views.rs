@@ -6,6 +6,7 @@ use askama::Template;
 use crate::api::model::{
     BackupView, DeviceView, EventView, FileView, JobView, SnapshotView, TargetStatusView, TokenView,
 };
+use crate::services::exports::ExportView;
 use crate::services::web::Flash;
 
 /// What every page's frame shows.
@@ -499,6 +500,92 @@ pub struct SettingsPage {
     pub tokens: Vec<TokenRow>,
 }
 
+#[derive(Template)]
+#[template(path = "exports.html", config = "../webui/askama.toml")]
+pub struct ExportsPage {
+    pub layout: Layout,
+    pub exports: Vec<ExportRow>,
+    /// Disks and partitions that can be exported.
+    pub devices: Vec<DeviceChoice>,
+    /// Taken snapshot images, as `snapshot id/device id`.
+    pub images: Vec<DeviceChoice>,
+    /// Backups in the repository.
+    pub backups: Vec<DeviceChoice>,
+    /// Why the backups cannot be listed ("" when they can).
+    pub backups_error: String,
+    /// Whether the NBD server runs (and so its CA certificate can be downloaded).
+    pub ca_available: bool,
+    /// The host name clients use, as the browser reached the appliance.
+    pub host: String,
+}
+
+/// An NBD export row.
+#[derive(Debug, Clone)]
+pub struct ExportRow {
+    pub name: String,
+    pub description: String,
+    pub access: &'static str,
+    pub tls: bool,
+    pub allow: String,
+    pub connections: usize,
+    /// `nbds://host:10809/name` (`nbd://` without TLS).
+    pub url: String,
+}
+
+impl ExportRow {
+    /// The row of `view`, with the client URL for `host`.
+    pub fn new(view: &ExportView, host: &str) -> Self {
+        let spec = &view.spec;
+        ExportRow {
+            name: spec.name.clone(),
+            description: view.description.clone(),
+            access: if spec.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            },
+            tls: spec.tls,
+            allow: spec
+                .allow
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            connections: view.connections,
+            url: client_url(host, &spec.name, spec.tls),
+        }
+    }
+}
+
+/// The NBD port.
+pub const NBD_PORT: u16 = 10809;
+
+/// `nbds://host:10809/name`, or `nbd://` when TLS is not required.
+pub fn client_url(host: &str, name: &str, tls: bool) -> String {
+    let scheme = if tls { "nbds" } else { "nbd" };
+    format!("{scheme}://{host}:{NBD_PORT}/{name}")
+}
+
+/// The host part of a `Host` header (`appliance:8443` → `appliance`, `[::1]:8443` →
+/// `[::1]`); `APPLIANCE` when there is none usable.
+pub fn host_part(header: Option<&str>) -> String {
+    let header = header.unwrap_or("").trim();
+    let host = if header.starts_with('[') {
+        header.find(']').map_or("", |end| &header[..=end])
+    } else {
+        header.split(':').next().unwrap_or("")
+    };
+    let usable = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b));
+    if usable {
+        host.to_owned()
+    } else {
+        "APPLIANCE".to_owned()
+    }
+}
+
 /// An API token row.
 #[derive(Debug, Clone)]
 pub struct TokenRow {
@@ -601,5 +688,12 @@ mod tests {
             escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
+        assert_eq!(host_part(Some("10.0.2.15:8443")), "10.0.2.15");
+        assert_eq!(host_part(Some("appliance.lan")), "appliance.lan");
+        assert_eq!(host_part(Some("[fe80::1]:8443")), "[fe80::1]");
+        assert_eq!(host_part(Some("<x>")), "APPLIANCE");
+        assert_eq!(host_part(None), "APPLIANCE");
+        assert_eq!(client_url("h", "vm1", true), "nbds://h:10809/vm1");
+        assert_eq!(client_url("h", "vm1", false), "nbd://h:10809/vm1");
     }
 }
