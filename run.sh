@@ -8,6 +8,7 @@
 #
 # Environment:
 #   APPLIANCE_HTTPS_PORT      host port for HTTPS (default 8443)
+#   APPLIANCE_NBD_PORT        host port for NBD (default 10809)
 #   APPLIANCE_KVM=1           use KVM instead of TCG software emulation
 #   APPLIANCE_DEMO_PASSWORD   the admin password passed via fw_cfg (default demo-admin)
 #   APPLIANCE_UEFI=1          boot with OVMF instead of SeaBIOS
@@ -17,6 +18,7 @@ root=$(cd "$(dirname "$0")" && pwd)
 cd "$root"
 
 port=${APPLIANCE_HTTPS_PORT:-8443}
+nbd_port=${APPLIANCE_NBD_PORT:-10809}
 password=${APPLIANCE_DEMO_PASSWORD:-demo-admin}
 demo=$root/target/demo
 
@@ -65,7 +67,7 @@ for disk in prod0 scratch0 backup0; do
 	args+=(-drive "if=none,id=$disk,format=raw,discard=unmap,file=$demo/$disk.img"
 		-device "virtio-blk-pci,drive=$disk,serial=$disk")
 done
-args+=(-netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:443"
+args+=(-netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$port-:443,hostfwd=tcp:127.0.0.1:$nbd_port-:10809"
 	-device virtio-net-pci,netdev=net0
 	-fw_cfg "name=opt/appliance/config,string=password=$password")
 

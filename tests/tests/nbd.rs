@@ -89,12 +89,14 @@ impl Nbd {
 
     /// `qemu-img compare` of `a` and `b`, each an export name or (`file:`) a raw file.
     fn qemu_compare(&self, a: &str, b: &str) -> Output {
-        let opts = |what: &str| match what.strip_prefix("file:") {
+        let opts = |what: &str| {
+            match what.strip_prefix("file:") {
             Some(path) => format!("driver=raw,file.driver=file,file.filename={path}"),
             None => format!(
                 "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={},export={what},tls-creds=tls0",
                 self.port
             ),
+        }
         };
         run(Command::new("qemu-img")
             .arg("compare")
@@ -213,11 +215,36 @@ fn nbd_exports_with_real_clients() {
     // 1. Bad requests are refused with a reason, and create nothing.
     let source = json!({"kind": "device", "device": "prod0"});
     for (body, status, code, words) in [
-        (json!({"name": "x", "source": source, "allow": []}), 400, "invalid_argument", "at least one allowed client"),
-        (json!({"name": "x", "source": source, "allow": ["10.0.2"]}), 400, "bad_request", "not an IP address"),
-        (json!({"name": "a/b", "source": source, "allow": [HOST_IN_GUEST]}), 400, "invalid_argument", "export name"),
-        (json!({"name": "x", "source": {"kind": "device", "device": "nope"}, "allow": [HOST_IN_GUEST]}), 400, "export_source_unusable", "nope"),
-        (json!({"name": "x", "source": {"kind": "backup", "backup": "no-such"}, "allow": [HOST_IN_GUEST]}), 400, "export_source_unusable", "no-such"),
+        (
+            json!({"name": "x", "source": source, "allow": []}),
+            400,
+            "invalid_argument",
+            "at least one allowed client",
+        ),
+        (
+            json!({"name": "x", "source": source, "allow": ["10.0.2"]}),
+            400,
+            "bad_request",
+            "not an IP address",
+        ),
+        (
+            json!({"name": "a/b", "source": source, "allow": [HOST_IN_GUEST]}),
+            400,
+            "invalid_argument",
+            "export name",
+        ),
+        (
+            json!({"name": "x", "source": {"kind": "device", "device": "nope"}, "allow": [HOST_IN_GUEST]}),
+            400,
+            "export_source_unusable",
+            "nope",
+        ),
+        (
+            json!({"name": "x", "source": {"kind": "backup", "backup": "no-such"}, "allow": [HOST_IN_GUEST]}),
+            400,
+            "export_source_unusable",
+            "no-such",
+        ),
     ] {
         let reply = api.call("POST", "/api/v1/exports", Some(body.clone()));
         assert_eq!(reply.status, status, "{body}: {}", reply.body);
@@ -247,7 +274,9 @@ fn nbd_exports_with_real_clients() {
         Some(json!({"name": "prod0", "source": source, "allow": [HOST_IN_GUEST]})),
     );
     assert_eq!(dup.status, 409, "{}", dup.body);
-    let info = run(Command::new("nbdinfo").arg("--size").arg(nbd.tls_uri("prod0")));
+    let info = run(Command::new("nbdinfo")
+        .arg("--size")
+        .arg(nbd.tls_uri("prod0")));
     assert!(info.status.success(), "{}", text(&info));
     assert_eq!(text(&info).trim(), DISK.to_string());
 
@@ -273,7 +302,9 @@ fn nbd_exports_with_real_clients() {
         }
     });
     let deadline = Instant::now() + paths::scaled(Duration::from_secs(120));
-    while fed_rx.recv_timeout(Duration::from_secs(60)).expect("the writer stalled")
+    while fed_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the writer stalled")
         < WRITTEN_BEFORE_BACKUP
     {
         assert!(Instant::now() < deadline, "the writer is too slow");
@@ -375,7 +406,11 @@ fn nbd_exports_with_real_clients() {
         .env("LIBNBD_DEBUG", "1")
         .arg(nbd.plain_uri("prod0")));
     assert!(!plain.status.success());
-    assert!(text(&plain).contains("this export requires TLS"), "{}", text(&plain));
+    assert!(
+        text(&plain).contains("this export requires TLS"),
+        "{}",
+        text(&plain)
+    );
     api.ok(
         "POST",
         "/api/v1/exports",

@@ -564,6 +564,11 @@ fn s3_target_backup_and_restore() {
         !target.to_string().contains(GARAGE_SECRET),
         "the secret came back: {target}"
     );
+    // The setting as shown (secret masked) can be sent back: it keeps the stored secret.
+    let shown = target["config"].clone();
+    assert_eq!(shown["secret_key"], "********", "{shown}");
+    let again = api.ok("PUT", "/api/v1/target", Some(shown), 200);
+    assert_eq!(again["ok"], true, "{again}");
 
     let backup = |mode: &str| {
         let job = api.ok(

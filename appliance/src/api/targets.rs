@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 
 use super::failure::{blocking, ApiJson};
-use super::model::{ErrorView, TargetConfigView, TargetStatusView};
+use super::model::{ErrorView, TargetConfigView, TargetStatusView, MASKED_SECRET};
 use super::{ApiError, AppState};
 use crate::api::error::ErrorBody;
 use crate::services::target::{Resolved, Space, TargetConfig};
@@ -57,6 +57,25 @@ pub fn status(services: &Services) -> TargetStatusView {
     }
 }
 
+/// `request` as a setting; an S3 secret sent back as it was shown (`********`) means the
+/// stored one, when the stored setting is the same bucket with the same access key.
+fn unmasked(services: &Services, request: TargetConfigView) -> TargetConfig {
+    let mut config = TargetConfig::from(request);
+    if let TargetConfig::S3(new) = &mut config {
+        if new.secret_key == MASKED_SECRET {
+            if let Some(TargetConfig::S3(stored)) = services.targets.configured() {
+                let same = stored.endpoint == new.endpoint
+                    && stored.bucket == new.bucket
+                    && stored.access_key == new.access_key;
+                if same {
+                    new.secret_key = stored.secret_key;
+                }
+            }
+        }
+    }
+    config
+}
+
 /// The target in force: its setting, mount, free space, and any problem.
 #[utoipa::path(get, path = "/api/v1/target", tag = "target",
     responses((status = 200, body = TargetStatusView), (status = 401, body = ErrorBody)))]
@@ -76,7 +95,7 @@ pub async fn put(
 ) -> Result<Json<TargetStatusView>, ApiError> {
     let services = state.services.clone();
     let view = blocking(move || {
-        let (resolved, sp) = services.targets.set(TargetConfig::from(request))?;
+        let (resolved, sp) = services.targets.set(unmasked(&services, request))?;
         services.events.record(
             Level::Info,
             "target",
@@ -116,7 +135,7 @@ pub async fn test(
 ) -> Result<Json<TargetStatusView>, ApiError> {
     let services = state.services.clone();
     let view = blocking(move || {
-        let (mut resolved, sp) = services.targets.test(&TargetConfig::from(request))?;
+        let (mut resolved, sp) = services.targets.test(&unmasked(&services, request))?;
         resolved.configured = services.targets.configured().as_ref() == Some(&resolved.config);
         Ok(ok_view(&services, &resolved, sp))
     })

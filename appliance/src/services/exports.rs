@@ -84,7 +84,10 @@ pub fn parse_client(text: &str) -> Result<IpNet, String> {
     t.parse::<IpNet>()
         .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| {
-            format!("{t:?} is not an IP address or network (10.0.2.2, 192.168.1.0/24, fd00::/64)")
+            format!(
+                "\u{201c}{t}\u{201d} is not an IP address or network \
+                 (for example 10.0.2.2, 192.168.1.0/24 or fd00::/64)"
+            )
         })
 }
 
@@ -664,7 +667,10 @@ mod tests {
         let err = serde_json::from_str::<ExportSpec>(bad)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("\"x\" is not an IP address"), "{err}");
+        assert!(
+            err.contains("\u{201c}x\u{201d} is not an IP address"),
+            "{err}"
+        );
     }
 
     #[test]

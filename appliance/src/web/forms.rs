@@ -1,8 +1,6 @@
 //! The forms (POST): each checks the CSRF token, calls the same operation as its REST
 //! call, queues a flash message saying what happened (or why not), and redirects.
 
-use std::net::IpAddr;
-
 use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,7 +16,7 @@ use super::views::{bytes, MessagePage};
 use super::{render, url_encode, WebSession};
 use crate::api::failure::ApiPath;
 use crate::api::{ApiError, AppState};
-use crate::services::exports::{self, ExportError, ExportSource, ExportSpec};
+use crate::services::exports::{self, parse_client, ExportError, ExportSource, ExportSpec};
 use crate::services::ops::RestoreTo;
 use crate::services::target::{FileArea, TargetConfig};
 use crate::services::web::FlashKind;
@@ -597,16 +595,7 @@ pub async fn revoke_token(
 pub fn parse_allow(text: &str) -> Result<Vec<IpNet>, String> {
     text.split(|c: char| c == ',' || c.is_whitespace())
         .filter(|item| !item.is_empty())
-        .map(|item| {
-            item.parse::<IpNet>()
-                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    format!(
-                        "\u{201c}{item}\u{201d} is not a client address or network \
-                         (for example 10.0.2.2 or 192.168.1.0/24)"
-                    )
-                })
-        })
+        .map(parse_client)
         .collect()
 }
 

@@ -735,11 +735,11 @@ async fn export_form_refuses_bad_input_and_creates_nothing() {
     let cases = [
         (
             "name=vm1&kind=backup&backup=b1&allow=10.0.2.2%2C+not-an-ip&tls=on",
-            "\u{201c}not-an-ip\u{201d} is not a client address or network",
+            "\u{201c}not-an-ip\u{201d} is not an IP address or network",
         ),
         (
             "name=vm1&kind=backup&backup=b1&allow=10.0.2.0%2F33",
-            "\u{201c}10.0.2.0/33\u{201d} is not a client address",
+            "\u{201c}10.0.2.0/33\u{201d} is not an IP address",
         ),
         (
             "name=vm1&kind=backup&backup=b1&allow=+%2C+&tls=on",
