@@ -38,6 +38,12 @@ use object_store::{
 use repo::{ObjectInfo, ObjectKey, RepoError, Target, TargetLock};
 use serde::{Deserialize, Serialize};
 
+/// How long [`S3Target::check`] waits for the endpoint's name to resolve.
+pub const CHECK_RESOLVE: Duration = Duration::from_secs(10);
+/// How long it waits for a TCP connection to one address.
+pub const CHECK_CONNECT: Duration = Duration::from_secs(5);
+/// How long it waits for the bucket listing, retries included.
+pub const CHECK_LIST: Duration = Duration::from_secs(20);
 /// Objects larger than this are uploaded as multipart uploads.
 pub const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// Part size of multipart uploads.
@@ -271,21 +277,35 @@ impl S3Target {
         Ok(t)
     }
 
-    /// Checks reachability (TCP), credentials and the bucket (one list request).
+    /// Checks reachability (TCP), credentials and the bucket (one list request). Bounded
+    /// in time, since a person waits for it: name resolution gets [`CHECK_RESOLVE`], each of
+    /// the first two addresses [`CHECK_CONNECT`], the list request (retries included)
+    /// [`CHECK_LIST`].
     pub fn check(&self) -> Result<(), RepoError> {
         let hp = self.inner.host_port.clone();
         let unreachable = |cause: String| RepoError::Io {
             context: format!("cannot reach the S3 endpoint {hp}: {cause}"),
             source: std::io::Error::new(std::io::ErrorKind::NotConnected, cause.clone()),
         };
-        let addrs: Vec<_> = hp
-            .to_socket_addrs()
-            .map_err(|e| unreachable(e.to_string()))?
-            .collect();
+        let (tx, rx) = sync_channel(1);
+        let name = hp.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(name.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+        });
+        let addrs = match rx.recv_timeout(CHECK_RESOLVE) {
+            Ok(Ok(addrs)) => addrs,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "the name did not resolve within {} s",
+                    CHECK_RESOLVE.as_secs()
+                )))
+            }
+        };
         let mut last = String::from("no address");
         let mut ok = false;
-        for a in addrs {
-            match TcpStream::connect_timeout(&a, Duration::from_secs(10)) {
+        for a in addrs.into_iter().take(2) {
+            match TcpStream::connect_timeout(&a, CHECK_CONNECT) {
                 Ok(_) => {
                     ok = true;
                     break;
@@ -298,14 +318,20 @@ impl S3Target {
         }
         let store = self.inner.store.clone();
         let prefix = self.path("");
-        let r = self.run(async move { store.list_with_delimiter(Some(&prefix)).await })?;
+        let r = self.run(async move {
+            tokio::time::timeout(CHECK_LIST, store.list_with_delimiter(Some(&prefix))).await
+        })?;
         match r {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::NotFound { .. }) => Err(RepoError::not_found(format!(
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(object_store::Error::NotFound { .. })) => Err(RepoError::not_found(format!(
                 "the bucket {} at {}",
                 self.inner.bucket, self.inner.host_port
             ))),
-            Err(e) => Err(self.map_err("listing", "the bucket", e)),
+            Ok(Err(e)) => Err(self.map_err("listing", "the bucket", e)),
+            Err(_) => Err(unreachable(format!(
+                "no S3 answer to a bucket listing within {} s",
+                CHECK_LIST.as_secs()
+            ))),
         }
     }
 

@@ -201,6 +201,29 @@ fn unreachable_endpoint_names_host_port_and_cause() {
 }
 
 #[test]
+fn an_endpoint_that_accepts_but_never_answers_fails_the_check_in_bounded_time() {
+    let g = Garage::start();
+    let mut cfg = g.config("x");
+    // Accepts connections (the queue does it) and never reads or answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    cfg.endpoint = format!("http://127.0.0.1:{port}");
+    let started = std::time::Instant::now();
+    let e = S3Target::connect(&cfg).unwrap_err();
+    let took = started.elapsed();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no S3 answer to a bucket listing within 20 s"),
+        "{msg}"
+    );
+    assert!(
+        took < s3target::CHECK_LIST + std::time::Duration::from_secs(10),
+        "{took:?}"
+    );
+    drop(silent);
+}
+
+#[test]
 fn missing_bucket_is_reported() {
     let g = Garage::start();
     let mut cfg = g.config("x");
