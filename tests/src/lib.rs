@@ -7,6 +7,7 @@
 //! | [`qemu`]     | VM configuration, start, serial log polling, guaranteed kill          |
 //! | [`qmp`]      | QEMU Machine Protocol commands (power button, status)                 |
 //! | [`logcheck`] | kernel defects in a serial log                                        |
+//! | [`garage`]   | a real S3 server (Garage 2.5.0) on 127.0.0.1 for the S3 tests         |
 //! | [`rest`]     | the appliance's REST API over curl: calls, login, jobs, downloads     |
 //!
 //! VM tests are slow (TCG): at most two VMs run at once across all test processes
@@ -15,6 +16,7 @@
 
 pub mod build;
 mod error;
+pub mod garage;
 mod lock;
 pub mod logcheck;
 pub mod paths;

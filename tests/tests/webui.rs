@@ -24,6 +24,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use appliance_tests::garage::{self, Garage};
 use appliance_tests::qemu::{self, Boot, DiskSpec, Vm, VmConfig};
 use appliance_tests::rest::{self, call, done, sha256_file, Client};
 use appliance_tests::{build, paths};
@@ -462,74 +463,6 @@ fn schemathesis_finds_no_server_errors() {
 
 // --- S3 target -----------------------------------------------------------------------------
 
-/// Garage 2.5.0 on the host's 127.0.0.1 (the guest reaches it as 10.0.2.2); killed when
-/// dropped.
-struct Garage {
-    child: std::process::Child,
-    port: u16,
-}
-
-const GARAGE_KEY: &str = "GK0123456789abcdef01234567";
-const GARAGE_SECRET: &str = "0000000000000000000000000000000000000000000000000000000000000001";
-const GARAGE_BUCKET: &str = "appliance-vm";
-
-impl Garage {
-    fn start() -> Garage {
-        let bin = std::env::var_os("HOME")
-            .map(|h| PathBuf::from(h).join(".cargo/bin/garage"))
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| PathBuf::from("garage"));
-        let version = Command::new(&bin).arg("--version").output();
-        assert!(
-            version.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("2.5.0")),
-            "Garage 2.5.0 is not installed ({}): run scripts/install-deps.sh",
-            bin.display()
-        );
-        // A fresh data directory among the test artifacts (its log stays for a look).
-        let dir = paths::artifacts_dir("webui-garage");
-        let _ = std::fs::remove_dir_all(dir.join("meta"));
-        let _ = std::fs::remove_dir_all(dir.join("data"));
-        let (port, rpc) = (qemu::free_port(), qemu::free_port());
-        let d = dir.display();
-        let conf = format!(
-            "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\n\
-             replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
-             rpc_public_addr = \"127.0.0.1:{rpc}\"\n\
-             rpc_secret = \"{}\"\n[s3_api]\ns3_region = \"us-east-1\"\n\
-             api_bind_addr = \"127.0.0.1:{port}\"\nroot_domain = \".s3.localhost\"\n",
-            "ab".repeat(32)
-        );
-        let conf_path = dir.join("garage.toml");
-        std::fs::write(&conf_path, conf).expect("garage.toml");
-        let log = std::fs::File::create(dir.join("garage.log")).expect("log");
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&conf_path)
-            .args(["server", "--single-node", "--default-bucket"])
-            .env("GARAGE_DEFAULT_ACCESS_KEY", GARAGE_KEY)
-            .env("GARAGE_DEFAULT_SECRET_KEY", GARAGE_SECRET)
-            .env("GARAGE_DEFAULT_BUCKET", GARAGE_BUCKET)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start garage");
-        let garage = Garage { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "garage did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        garage
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The repository in a real S3 server (Garage on the host): configured over REST, a full
 /// and an incremental backup of prod0, the incremental restored and downloaded with
 /// prod0's SHA-256; then the default target again, whose catalogue is untouched.
@@ -538,17 +471,17 @@ fn s3_target_backup_and_restore() {
     let app = appliance();
     let _turn = turn();
     let api = Client::login(&app.base, PASSWORD, "webui");
-    let garage = Garage::start();
+    let garage = Garage::start(&paths::artifacts_dir("webui-garage"), "appliance-vm");
     let local_before = api.ok("GET", "/api/v1/backups", None, 200);
 
     let setting = json!({
         "kind": "s3",
         "endpoint": format!("http://10.0.2.2:{}", garage.port),
-        "region": "us-east-1",
-        "bucket": GARAGE_BUCKET,
+        "region": garage::REGION,
+        "bucket": garage.bucket,
         "prefix": "vm-appliance",
-        "access_key": GARAGE_KEY,
-        "secret_key": GARAGE_SECRET,
+        "access_key": garage::ACCESS_KEY,
+        "secret_key": garage::SECRET_KEY,
         "path_style": true,
     });
     // A wrong secret is refused before it is saved.
@@ -561,7 +494,7 @@ fn s3_target_backup_and_restore() {
     );
     let target = api.ok("PUT", "/api/v1/target", Some(setting), 200);
     assert!(
-        !target.to_string().contains(GARAGE_SECRET),
+        !target.to_string().contains(garage::SECRET_KEY),
         "the secret came back: {target}"
     );
     // The setting as shown (secret masked) can be sent back: it keeps the stored secret.
