@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rand::RngCore;
-
 /// How long a session lives after login.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 
@@ -28,9 +26,7 @@ impl Sessions {
 
     /// Opens a session and returns its token.
     pub fn create(&self, now: Instant) -> String {
-        let mut bytes = [0u8; TOKEN_BYTES];
-        rand::thread_rng().fill_bytes(&mut bytes);
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = super::random_hex(TOKEN_BYTES);
         let mut live = self.lock();
         live.retain(|_, expiry| *expiry > now);
         live.insert(token.clone(), now + SESSION_TTL);

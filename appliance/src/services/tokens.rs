@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rand::RngCore;
+use crate::auth::{hex, random_hex};
 use serde::{Deserialize, Serialize};
 
 /// The settings file in the state directory.
@@ -153,18 +153,6 @@ impl ApiTokens {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TokenRecord>> {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// `n` random bytes as hex.
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex(&bytes)
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sha256_hex(text: &str) -> String {

@@ -85,7 +85,7 @@ impl CsrfKey {
 
     /// The CSRF token of a session.
     pub fn token(&self, session: &str) -> String {
-        super::tokens::hex(hmac::sign(&self.0, session.as_bytes()).as_ref())
+        crate::auth::hex(hmac::sign(&self.0, session.as_bytes()).as_ref())
     }
 
     /// Whether `token` belongs to `session` (constant time).

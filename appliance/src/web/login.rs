@@ -15,7 +15,6 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use rand::RngCore;
 use serde::Deserialize;
 
 use super::views::LoginPage;
@@ -111,9 +110,7 @@ fn login_subject(nonce: &str) -> String {
 }
 
 fn new_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    crate::services::tokens::hex(&bytes)
+    crate::auth::random_hex(16)
 }
 
 /// The pre-session nonce of the request's [`LOGIN_COOKIE`].
