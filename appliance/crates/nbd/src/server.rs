@@ -384,90 +384,98 @@ async fn transmit(stream: BoxStream, backend: Arc<dyn Backend>) -> Result<(), Nb
             .checked_add(u64::from(len))
             .is_some_and(|end| end <= size);
         let fua = flags & CMD_FLAG_FUA != 0;
-        match cmd {
-            CMD_READ => {
-                if len > MAX_PAYLOAD {
-                    reply(&mut w, EOVERFLOW, cookie, &[]).await?;
-                } else if !in_range {
-                    reply(&mut w, EINVAL, cookie, &[]).await?;
-                } else {
-                    let b = backend.clone();
-                    let got = blocking(move || {
-                        let mut buf = vec![0u8; len as usize];
-                        b.read_at(&mut buf, offset).map(|()| buf)
-                    })
-                    .await;
-                    match got {
-                        Ok(buf) => reply(&mut w, 0, cookie, &buf).await?,
-                        Err(e) => reply(&mut w, errno_of(&e), cookie, &[]).await?,
-                    }
-                }
-            }
-            CMD_WRITE => {
-                if len > MAX_PAYLOAD {
-                    // The payload cannot be skipped safely: end the connection.
-                    return Err(protocol(format!("write of {len} bytes is too large")));
-                }
-                let mut buf = vec![0u8; len as usize];
-                r.read_exact(&mut buf).await?;
-                let error = if backend.read_only() {
-                    EPERM
-                } else if !in_range {
-                    ENOSPC
-                } else {
-                    let b = backend.clone();
-                    let done = blocking(move || {
-                        b.write_at(&buf, offset)?;
-                        if fua {
-                            b.flush()?;
-                        }
-                        Ok(())
-                    })
-                    .await;
-                    done.err().map_or(0, |e| errno_of(&e))
-                };
-                reply(&mut w, error, cookie, &[]).await?;
-            }
+        // What to answer: an errno (0: success) and, for a read, the data.
+        let (error, data) = match cmd {
             CMD_DISC => {
                 w.flush().await?;
                 return Ok(());
             }
+            CMD_READ if len > MAX_PAYLOAD => (EOVERFLOW, Vec::new()),
+            CMD_READ if !in_range => (EINVAL, Vec::new()),
+            CMD_READ => {
+                let b = backend.clone();
+                let got = blocking(move || {
+                    let mut buf = vec![0u8; len as usize];
+                    b.read_at(&mut buf, offset).map(|()| buf)
+                })
+                .await;
+                match got {
+                    Ok(buf) => (0, buf),
+                    Err(e) => (errno_of(&e), Vec::new()),
+                }
+            }
+            CMD_WRITE if len > MAX_PAYLOAD => {
+                // The payload cannot be skipped safely: end the connection.
+                return Err(protocol(format!("write of {len} bytes is too large")));
+            }
+            CMD_WRITE => {
+                let mut buf = vec![0u8; len as usize];
+                r.read_exact(&mut buf).await?;
+                match changing(backend.as_ref(), in_range) {
+                    Some(error) => (error, Vec::new()),
+                    None => {
+                        let b = backend.clone();
+                        let work = move || b.write_at(&buf, offset);
+                        (run_checked(work, &backend, fua).await, Vec::new())
+                    }
+                }
+            }
             CMD_FLUSH => {
                 let b = backend.clone();
-                let error = blocking(move || b.flush())
-                    .await
-                    .err()
-                    .map_or(0, |e| errno_of(&e));
-                reply(&mut w, error, cookie, &[]).await?;
+                (
+                    run_checked(move || b.flush(), &backend, false).await,
+                    Vec::new(),
+                )
             }
-            CMD_TRIM | CMD_WRITE_ZEROES => {
-                let error = if backend.read_only() {
-                    EPERM
-                } else if !in_range {
-                    ENOSPC
-                } else {
+            CMD_TRIM | CMD_WRITE_ZEROES => match changing(backend.as_ref(), in_range) {
+                Some(error) => (error, Vec::new()),
+                None => {
                     let b = backend.clone();
                     let len = u64::from(len);
-                    let zero = cmd == CMD_WRITE_ZEROES;
-                    let done = blocking(move || {
-                        if zero {
-                            b.write_zeroes(offset, len)?;
+                    let work = move || {
+                        if cmd == CMD_WRITE_ZEROES {
+                            b.write_zeroes(offset, len)
                         } else {
-                            b.trim(offset, len)?;
+                            b.trim(offset, len)
                         }
-                        if fua {
-                            b.flush()?;
-                        }
-                        Ok(())
-                    })
-                    .await;
-                    done.err().map_or(0, |e| errno_of(&e))
-                };
-                reply(&mut w, error, cookie, &[]).await?;
-            }
-            _ => reply(&mut w, EINVAL, cookie, &[]).await?,
-        }
+                    };
+                    (run_checked(work, &backend, fua).await, Vec::new())
+                }
+            },
+            _ => (EINVAL, Vec::new()),
+        };
+        reply(&mut w, error, cookie, &data).await?;
     }
+}
+
+/// Why a write, trim or write-zeroes cannot be done at all: `EPERM` on a read-only export,
+/// `ENOSPC` past the end. `None`: go ahead.
+fn changing(backend: &dyn Backend, in_range: bool) -> Option<u32> {
+    if backend.read_only() {
+        Some(EPERM)
+    } else if !in_range {
+        Some(ENOSPC)
+    } else {
+        None
+    }
+}
+
+/// Runs `work` off the async threads, then a flush when `fua`; the errno (0: success).
+async fn run_checked(
+    work: impl FnOnce() -> io::Result<()> + Send + 'static,
+    backend: &Arc<dyn Backend>,
+    fua: bool,
+) -> u32 {
+    let b = backend.clone();
+    let done = blocking(move || {
+        work()?;
+        if fua {
+            b.flush()?;
+        }
+        Ok(())
+    })
+    .await;
+    done.err().map_or(0, |e| errno_of(&e))
 }
 
 /// Accepts connections on `listener` until `stop` turns true, then closes every open
