@@ -142,7 +142,7 @@ impl<'t> ChunkStore<'t> {
             });
         }
         let obj = encode(data, level)?;
-        self.target.put(&key, &obj)?;
+        self.target.put_batched(&key, &obj)?;
         Ok(PutOutcome {
             written: true,
             stored_bytes: obj.len() as u64,

@@ -12,6 +12,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -29,6 +30,18 @@ pub struct LocalDir {
     root: PathBuf,
     /// Directories whose entries changed since the last `flush`.
     dirty: Mutex<HashSet<PathBuf>>,
+    /// Objects written by `put_batched` under temporary names, not synced yet: `flush`
+    /// syncs the filesystem once, then gives them their names (so no name ever points at
+    /// data that is not on the disk), then syncs again for the names.
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// A batched object waiting for the next flush.
+#[derive(Debug)]
+struct Pending {
+    key: ObjectKey,
+    tmp: PathBuf,
+    path: PathBuf,
 }
 
 struct LocalLock {
@@ -54,6 +67,7 @@ impl LocalDir {
             Ok(m) if m.is_dir() => Ok(LocalDir {
                 root,
                 dirty: Mutex::new(HashSet::new()),
+                pending: Mutex::new(Vec::new()),
             }),
             Ok(_) => Err(RepoError::invalid(
                 "target",
@@ -109,10 +123,37 @@ impl LocalDir {
         Ok(())
     }
 
-    fn write_temp(tmp: &Path, data: &[u8]) -> io::Result<()> {
+    fn write_temp(tmp: &Path, data: &[u8], sync: bool) -> io::Result<()> {
         let mut f = OpenOptions::new().write(true).create_new(true).open(tmp)?;
         f.write_all(data)?;
-        f.sync_all()
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// A temporary name next to `key`'s file (and that directory, created when missing).
+    fn temp_path(&self, key: &ObjectKey) -> Result<(PathBuf, PathBuf)> {
+        let path = self.path_of(key);
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        self.ensure_dir(&dir)?;
+        let tmp = dir.join(format!(
+            "{TEMP_PREFIX}{}{TEMP_INFIX}{}",
+            key.file_name(),
+            nonce_hex()
+        ));
+        Ok((tmp, path))
+    }
+
+    /// `syncfs(2)` on the target's filesystem.
+    fn sync_filesystem(&self) -> Result<()> {
+        let dir = File::open(&self.root).map_err(|e| self.err("opening the directory", e))?;
+        nix::unistd::syncfs(dir.as_raw_fd())
+            .map_err(|e| self.err("syncing the filesystem", io::Error::from(e)))
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn is_temp_name(name: &str) -> bool {
@@ -156,15 +197,8 @@ impl Target for LocalDir {
     }
 
     fn put(&self, key: &ObjectKey, data: &[u8]) -> Result<()> {
-        let path = self.path_of(key);
-        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
-        self.ensure_dir(&dir)?;
-        let tmp = dir.join(format!(
-            "{TEMP_PREFIX}{}{TEMP_INFIX}{}",
-            key.file_name(),
-            nonce_hex()
-        ));
-        if let Err(e) = Self::write_temp(&tmp, data) {
+        let (tmp, path) = self.temp_path(key)?;
+        if let Err(e) = Self::write_temp(&tmp, data, true) {
             let _ = fs::remove_file(&tmp);
             return Err(self.err(format!("writing {key} ({} bytes)", data.len()), e));
         }
@@ -172,29 +206,61 @@ impl Target for LocalDir {
             let _ = fs::remove_file(&tmp);
             return Err(self.err(format!("publishing {key}"), e));
         }
-        self.mark_dirty(&dir);
+        if let Some(dir) = path.parent() {
+            self.mark_dirty(dir);
+        }
+        Ok(())
+    }
+
+    fn put_batched(&self, key: &ObjectKey, data: &[u8]) -> Result<()> {
+        let (tmp, path) = self.temp_path(key)?;
+        if let Err(e) = Self::write_temp(&tmp, data, false) {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.err(format!("writing {key} ({} bytes)", data.len()), e));
+        }
+        self.lock_pending().push(Pending {
+            key: key.clone(),
+            tmp,
+            path,
+        });
         Ok(())
     }
 
     fn flush(&self) -> Result<()> {
-        let dirs: Vec<PathBuf> = match self.dirty.lock() {
-            Ok(mut d) => d.drain().collect(),
-            Err(_) => Vec::new(),
-        };
-        for (i, dir) in dirs.iter().enumerate() {
-            let res = File::open(dir).and_then(|f| f.sync_all());
-            match res {
-                Ok(()) => {}
-                // A directory removed since (e.g. an emptied backup directory).
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    // Keep what is not synced yet for the next flush.
-                    if let Ok(mut d) = self.dirty.lock() {
-                        d.extend(dirs[i..].iter().cloned());
-                    }
-                    return Err(self.err(format!("syncing directory {}", dir.display()), e));
+        let batch: Vec<Pending> = std::mem::take(&mut *self.lock_pending());
+        if !batch.is_empty() {
+            // Their data first, then their names.
+            if let Err(e) = self.sync_filesystem() {
+                self.lock_pending().extend(batch);
+                return Err(e);
+            }
+            let mut left = batch.into_iter();
+            while let Some(p) = left.next() {
+                if let Err(e) = fs::rename(&p.tmp, &p.path) {
+                    let err = self.err(format!("publishing {}", p.key), e);
+                    let mut pending = self.lock_pending();
+                    pending.push(p);
+                    pending.extend(left);
+                    return Err(err);
+                }
+                if let Some(dir) = p.path.parent() {
+                    self.mark_dirty(dir);
                 }
             }
+        }
+        let dirty = match self.dirty.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(_) => HashSet::new(),
+        };
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        // One filesystem sync makes every changed directory durable.
+        if let Err(e) = self.sync_filesystem() {
+            if let Ok(mut d) = self.dirty.lock() {
+                d.extend(dirty);
+            }
+            return Err(e);
         }
         Ok(())
     }
@@ -244,6 +310,18 @@ impl Target for LocalDir {
     }
 
     fn delete(&self, key: &ObjectKey) -> Result<()> {
+        let batched = {
+            let mut pending = self.lock_pending();
+            let at = pending.iter().position(|p| p.key == *key);
+            at.map(|i| pending.remove(i))
+        };
+        if let Some(p) = batched {
+            return match fs::remove_file(&p.tmp) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(self.err(format!("deleting {key}"), e)),
+            };
+        }
         let path = self.path_of(key);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -335,6 +413,39 @@ mod tests {
 
     fn key(s: &str) -> ObjectKey {
         ObjectKey::new(s).unwrap()
+    }
+
+    #[test]
+    fn batched_objects_appear_at_flush_and_never_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = LocalDir::create(dir.path().join("repo")).unwrap();
+        t.put_batched(&key("chunks/aa/one"), b"first").unwrap();
+        t.put_batched(&key("chunks/bb/two"), b"second").unwrap();
+        // Not visible yet, and not listed.
+        assert!(!t.exists(&key("chunks/aa/one")).unwrap());
+        assert!(t.list("chunks").unwrap().is_empty());
+        // Deleting a batched object drops it before it ever appears.
+        t.delete(&key("chunks/bb/two")).unwrap();
+        t.flush().unwrap();
+        assert_eq!(t.get(&key("chunks/aa/one")).unwrap(), b"first");
+        assert!(!t.exists(&key("chunks/bb/two")).unwrap());
+        assert_eq!(t.remove_temp().unwrap(), 0, "the flush left a temporary file");
+
+        // A batch that never reaches a flush (the process died) leaves only temporary
+        // files: nothing listed under the key, and remove_temp cleans them.
+        let t2 = LocalDir::open(dir.path().join("repo")).unwrap();
+        t2.put_batched(&key("chunks/cc/three"), b"lost").unwrap();
+        drop(t2);
+        let t3 = LocalDir::open(dir.path().join("repo")).unwrap();
+        assert!(!t3.exists(&key("chunks/cc/three")).unwrap());
+        let listed: Vec<String> = t3
+            .list("chunks")
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key.as_str().to_owned())
+            .collect();
+        assert_eq!(listed, ["chunks/aa/one"]);
+        assert_eq!(t3.remove_temp().unwrap(), 1);
     }
 
     #[test]

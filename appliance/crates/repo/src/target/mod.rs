@@ -100,7 +100,16 @@ pub trait Target: Send + Sync {
     /// leaves no temporary object behind (best effort) and no partial object visible.
     fn put(&self, key: &ObjectKey, data: &[u8]) -> Result<()>;
 
-    /// Makes every earlier successful `put` and `delete` durable.
+    /// Stores a content-addressed object (a chunk) like [`Target::put`], except that it
+    /// may become visible (to `get`, `exists`, `list`) only at the next
+    /// [`Target::flush`], which makes a whole batch durable at once. Callers remember what
+    /// they put until then. The default is `put`.
+    fn put_batched(&self, key: &ObjectKey, data: &[u8]) -> Result<()> {
+        self.put(key, data)
+    }
+
+    /// Makes every earlier successful `put`, `put_batched` and `delete` durable (and the
+    /// batched objects visible).
     fn flush(&self) -> Result<()>;
 
     /// Reads a whole object.
