@@ -452,36 +452,10 @@ pub enum TargetConfigView {
     Device { device: String },
     /// An existing directory (absolute path).
     Directory { path: String },
-    /// A prefix in an S3-compatible bucket. The secret is never returned (`********`).
-    /// Restored and exported files go to the appliance's local default directory.
-    S3 {
-        /// `https://HOST[:PORT]` or `http://HOST[:PORT]`.
-        endpoint: String,
-        /// Region the server signs with.
-        region: String,
-        /// An existing bucket.
-        bucket: String,
-        /// Key prefix of this appliance's repository.
-        #[serde(default)]
-        prefix: String,
-        /// Access key id.
-        access_key: String,
-        /// Secret access key (write-only).
-        secret_key: String,
-        /// Path-style requests (default true).
-        #[serde(default = "default_true")]
-        path_style: bool,
-        /// Verify the server's TLS certificate (default true).
-        #[serde(default = "default_true")]
-        verify_tls: bool,
-        /// Extra trusted CA certificate(s), PEM.
-        #[serde(default)]
-        ca_cert_pem: Option<String>,
-    },
-}
-
-fn default_true() -> bool {
-    true
+    /// A prefix in an S3-compatible bucket. The secret is never returned (`********`;
+    /// sent back as is, it keeps the stored one). Restored and exported files go to the
+    /// appliance's local default directory.
+    S3(s3target::S3Config),
 }
 
 /// What the API shows instead of a secret.
@@ -496,17 +470,10 @@ impl From<&TargetConfig> for TargetConfigView {
             TargetConfig::Directory { path } => TargetConfigView::Directory {
                 path: path.display().to_string(),
             },
-            TargetConfig::S3(c) => TargetConfigView::S3 {
-                endpoint: c.endpoint.clone(),
-                region: c.region.clone(),
-                bucket: c.bucket.clone(),
-                prefix: c.prefix.clone(),
-                access_key: c.access_key.clone(),
+            TargetConfig::S3(c) => TargetConfigView::S3(s3target::S3Config {
                 secret_key: MASKED_SECRET.to_owned(),
-                path_style: c.path_style,
-                verify_tls: c.verify_tls,
-                ca_cert_pem: c.ca_cert_pem.clone(),
-            },
+                ..c.clone()
+            }),
         }
     }
 }
@@ -516,27 +483,7 @@ impl From<TargetConfigView> for TargetConfig {
         match c {
             TargetConfigView::Device { device } => TargetConfig::Device { device },
             TargetConfigView::Directory { path } => TargetConfig::Directory { path: path.into() },
-            TargetConfigView::S3 {
-                endpoint,
-                region,
-                bucket,
-                prefix,
-                access_key,
-                secret_key,
-                path_style,
-                verify_tls,
-                ca_cert_pem,
-            } => TargetConfig::S3(s3target::S3Config {
-                endpoint,
-                region,
-                bucket,
-                prefix,
-                access_key,
-                secret_key,
-                path_style,
-                verify_tls,
-                ca_cert_pem,
-            }),
+            TargetConfigView::S3(c) => TargetConfig::S3(c),
         }
     }
 }

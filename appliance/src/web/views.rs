@@ -305,17 +305,13 @@ impl From<&TargetStatusView> for TargetBox {
                 path.clone(),
                 format!("directory {path}"),
             ),
-            C::S3 {
-                endpoint,
-                bucket,
-                prefix,
-                ..
-            } => (
+            C::S3(s3) => (
                 "s3",
                 String::new(),
                 String::new(),
                 format!(
-                    "S3 {endpoint}/{bucket}/{prefix} (restored files: local default directory)"
+                    "S3 {}/{}/{} (restored files: local default directory)",
+                    s3.endpoint, s3.bucket, s3.prefix
                 ),
             ),
         };

@@ -55,6 +55,7 @@ pub const LEASE_TTL: Duration = Duration::from_secs(120);
 
 /// Where the repository lives in an object store.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct S3Config {
     /// `https://s3.example.com` or `http://10.0.2.2:3900`.
     pub endpoint: String,

@@ -429,7 +429,11 @@ mod tests {
         t.flush().unwrap();
         assert_eq!(t.get(&key("chunks/aa/one")).unwrap(), b"first");
         assert!(!t.exists(&key("chunks/bb/two")).unwrap());
-        assert_eq!(t.remove_temp().unwrap(), 0, "the flush left a temporary file");
+        assert_eq!(
+            t.remove_temp().unwrap(),
+            0,
+            "the flush left a temporary file"
+        );
 
         // A batch that never reaches a flush (the process died) leaves only temporary
         // files: nothing listed under the key, and remove_temp cleans them.
