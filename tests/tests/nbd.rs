@@ -13,7 +13,8 @@
 //!    page for page B up to the snapshot instant and A after it (a point in time, with
 //!    both parts present), and its SHA-256 is the job's;
 //! 3. the backup exported read-only (served from the repository) reads back identical to
-//!    the restored image (nbdcopy, and `qemu-img compare` over TLS) and refuses writes;
+//!    the restored image (nbdcopy, and `qemu-img compare` over TLS), refuses writes, and
+//!    serves as the disk of a second VM (QEMU's NBD driver over TLS) that hashes it;
 //! 4. a held snapshot exported read-only compares identical to the live disk export
 //!    (`qemu-img compare` of two nbd exports), and cannot be destroyed while exported;
 //! 5. a plain client is refused by a TLS export, a client not on the allow-list is
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use appliance_tests::build::InitramfsSpec;
 use appliance_tests::qemu::{self, Boot, DiskSpec, Vm, VmConfig};
 use appliance_tests::rest::{self, done, sha256_file, Client};
 use appliance_tests::{build, logcheck, paths};
@@ -373,6 +375,7 @@ fn nbd_exports_with_real_clients() {
         .arg(nbd.tls_uri("prod0-backup")));
     assert!(!write.status.success());
     assert!(text(&write).contains("read-only"), "{}", text(&write));
+    consumer_vm_reads_the_backup(&dir, &nbd, &backup_sha);
     let delete = api.call("DELETE", &format!("/api/v1/backups/{backup_id}"), None);
     assert_eq!(delete.status, 409, "{}", delete.body);
     assert!(delete.json()["message"]
@@ -457,6 +460,66 @@ fn nbd_exports_with_real_clients() {
         timer.elapsed().as_secs_f64()
     );
     logcheck::assert_clean(&vm.serial_log(), vm.log_path());
+}
+
+/// A second VM (the harness's tiny /init) whose disk is the backup export, attached the
+/// way a VM is booted straight from a backup: QEMU's NBD block driver over TLS. The guest
+/// hashes the whole disk.
+fn consumer_vm_reads_the_backup(dir: &Path, nbd: &Nbd, backup_sha: &str) {
+    let kver = paths::kernel_release();
+    let init =
+        build::cargo_bin("appliance-tests", "harness-init", true).expect("build harness-init");
+    let initrd = build::initramfs(&InitramfsSpec {
+        out: dir.join("consumer-initramfs.cpio.zst"),
+        kver: kver.clone(),
+        init,
+        modules_list: build::appliance_modules_list(),
+        ..InitramfsSpec::default()
+    })
+    .expect("build the consumer's initramfs");
+    let mut cfg = VmConfig::new(
+        "nbd-consumer",
+        Boot::Kernel {
+            kernel: paths::kernel_image(&kver),
+            initrd,
+            append: "console=ttyS0,115200 panic=-1 harness.disks=1 harness.sha256=frombackup"
+                .into(),
+        },
+    );
+    cfg.extra_args = vec![
+        "-object".into(),
+        format!(
+            "tls-creds-x509,id=tls0,endpoint=client,dir={}",
+            nbd.certs.display()
+        ),
+        "-drive".into(),
+        format!(
+            "driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={},export=prod0-backup,tls-creds=tls0,if=none,id=nbd0,read-only=on",
+            nbd.port
+        ),
+        "-device".into(),
+        "virtio-blk-pci,drive=nbd0,serial=frombackup".into(),
+    ];
+    let started = Instant::now();
+    let mut vm = Vm::start(cfg).expect("start the consumer VM");
+    vm.wait_for_serial(
+        "HARNESS-INIT: done",
+        paths::scaled(Duration::from_secs(300)),
+    )
+    .unwrap_or_else(|e| panic!("the consumer VM: {e}; see {}", vm.log_path().display()));
+    let _ = vm.wait_exit(Duration::from_secs(60));
+    let log = vm.serial_log();
+    let line = format!("HARNESS-INIT: sha256 frombackup {backup_sha}");
+    assert!(
+        log.contains(&line),
+        "the consumer VM read something else than the backup; see {}",
+        vm.log_path().display()
+    );
+    logcheck::assert_clean(&log, vm.log_path());
+    println!(
+        "nbd: a VM read its whole disk from the backup export ({:.1} s with boot)",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn events_text(events: &Value) -> Vec<String> {

@@ -3,7 +3,8 @@
 //! Mounts the early filesystems, loads every module named in
 //! `/lib/modules/<release>/modules.load` (written by `images/mkinitramfs.sh`), waits for
 //! `harness.disks=<n>` disks with serials (default 0), prints one line per non-empty
-//! `/sys/block` entry, `HARNESS-INIT: done`, and powers off.
+//! `/sys/block` entry, with `harness.sha256=<serial>` the SHA-256 of that disk's content
+//! (`HARNESS-INIT: sha256 <serial> <hex>`), then `HARNESS-INIT: done`, and powers off.
 //!
 //! Output lines start with `HARNESS-INIT:` so the host can find them among kernel messages.
 
@@ -38,6 +39,14 @@ fn run() -> Result<(), String> {
     let disks = wait_for_disks(wanted, Duration::from_secs(30));
     for (name, serial) in &disks {
         say(&format!("disk {name} serial={serial}"));
+    }
+    if let Some(wanted) = args.get("harness.sha256") {
+        let (name, _) = disks
+            .iter()
+            .find(|(_, serial)| serial == wanted)
+            .ok_or_else(|| format!("no disk with serial {wanted}"))?;
+        let digest = sha256_of(&Path::new("/dev").join(name))?;
+        say(&format!("sha256 {wanted} {digest}"));
     }
     say(&format!("uptime {}", uptime()));
     say("done");
@@ -110,6 +119,26 @@ fn serial_of(dev: &Path) -> String {
         }
     }
     String::new()
+}
+
+/// SHA-256 of everything `path` holds, read in 1 MiB pieces, as hex.
+fn sha256_of(path: &Path) -> Result<String, String> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let mut hash = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn uptime() -> String {
