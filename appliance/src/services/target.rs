@@ -32,6 +32,20 @@ pub const REPO_DIR: &str = "blksnap-repo";
 pub const FILES_DIR: &str = "blksnap-files";
 /// The settings file (in the state directory).
 const CONFIG_FILE: &str = "target.json";
+/// Chunk size of a new repository on a local disk or directory. Small enough that an
+/// incremental after scattered small writes reads and stores little (1% of 64 KiB blocks
+/// changed touch about 4% of 256 KiB chunks, but half of 4 MiB ones); the index costs
+/// 32 bytes per chunk (128 MiB per TiB). Object stores keep the 4 MiB default: every
+/// chunk is a request there. An existing repository keeps the size it was made with.
+pub const LOCAL_CHUNK_SIZE: u32 = 256 << 10;
+
+/// How a new local repository is made.
+fn local_repository_options() -> InitOptions {
+    InitOptions {
+        chunk_size: repo::ChunkSize::new(LOCAL_CHUNK_SIZE).unwrap_or_default(),
+        ..InitOptions::default()
+    }
+}
 
 /// Where files produced by jobs go, below [`FILES_DIR`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,7 +392,7 @@ impl Targets {
                 std::sync::Arc::new(s3target::S3Target::connect(c)?),
                 InitOptions::default(),
             )?,
-            _ => Repository::open_local(resolved.repo_dir(), InitOptions::default())?,
+            _ => Repository::open_local(resolved.repo_dir(), local_repository_options())?,
         };
         Ok((repo, resolved))
     }

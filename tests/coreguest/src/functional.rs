@@ -10,7 +10,7 @@
 //! | `cancel`            | a backup cancelled mid-read publishes nothing; earlier backups verify |
 //! | `target_full`       | a full target fails the job with `target_full`; nothing lost, space given back |
 //! | `corruption`        | overflowing storage fails the job with `snapshot_corrupted`; production data intact |
-//! | `cli`               | the `appliance` verbs without a daemon: devices, full backup, restore bit-exact, incremental reading one chunk, unknown disk |
+//! | `cli`               | the `appliance` verbs without a daemon: devices, full backup, restore bit-exact, incremental reading the changed 256 KiB chunks, unknown disk |
 //! | `leftovers`         | a snapshot left by a "crashed daemon" is destroyed by cleanup_leftovers |
 //! | `module_missing`    | with the module unloaded: `module_not_loaded`; devices still listed  |
 
