@@ -9,7 +9,8 @@
 //!   incremental backup job; its time as a fraction of the full one;
 //! - the full backup's compression and deduplication ratios.
 //!
-//! Repeated for repositories with 4 MiB (default) and 256 KiB chunks. The page cache is
+//! Repeated for repositories with 4 MiB chunks (what object stores get) and 256 KiB chunks
+//! (what the appliance makes on local disks and directories). The page cache is
 //! dropped before each timed step. TCG makes absolute figures meaningless; the ratios
 //! are what to read.
 
