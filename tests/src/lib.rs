@@ -7,6 +7,7 @@
 //! | [`qemu`]     | VM configuration, start, serial log polling, guaranteed kill          |
 //! | [`qmp`]      | QEMU Machine Protocol commands (power button, status)                 |
 //! | [`logcheck`] | kernel defects in a serial log                                        |
+//! | [`data`]     | deterministic test bytes                                              |
 //! | [`garage`]   | a real S3 server (Garage 2.5.0) on 127.0.0.1 for the S3 tests         |
 //! | [`rest`]     | the appliance's REST API over curl: calls, login, jobs, downloads     |
 //!
@@ -15,6 +16,7 @@
 //! environment variable `APPLIANCE_TIMEOUT_FACTOR` (a float, default 1).
 
 pub mod build;
+pub mod data;
 mod error;
 pub mod garage;
 mod lock;

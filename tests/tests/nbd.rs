@@ -26,6 +26,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use appliance_tests::build::InitramfsSpec;
+use appliance_tests::data::noise;
 use appliance_tests::qemu::{self, Boot, DiskSpec, Vm, VmConfig};
 use appliance_tests::rest::{self, done, sha256_file, Client};
 use appliance_tests::{build, logcheck, paths};
@@ -41,20 +42,6 @@ const PAGE: usize = 4096;
 const HOST_IN_GUEST: &str = "10.0.2.2";
 /// What the writer has produced before the backup starts.
 const WRITTEN_BEFORE_BACKUP: usize = 12 << 20;
-
-/// Deterministic pseudo-random bytes (xorshift), different for each seed.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -197,8 +184,8 @@ fn nbd_exports_with_real_clients() {
         assert!(found, "{tool} is missing: run scripts/install-deps.sh");
     }
     let dir = paths::artifacts_dir(NAME);
-    let a = pattern(DISK, 1);
-    let b = pattern(DISK, 2);
+    let a = noise(DISK, 1);
+    let b = noise(DISK, 2);
     let prod = dir.join("prod0.img");
     std::fs::write(&prod, &a).expect("prod0.img");
     let b_file = dir.join("pattern-b.img");

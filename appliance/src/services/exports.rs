@@ -454,39 +454,15 @@ pub fn open_source(
 /// A backup's image as a read-only NBD backend.
 struct RepoBackend(BackupImage);
 
-fn read_only_error() -> io::Error {
-    io::Error::from_raw_os_error(nix::errno::Errno::EPERM as i32)
-}
-
 impl Backend for RepoBackend {
     fn size(&self) -> u64 {
         self.0.size()
-    }
-
-    fn read_only(&self) -> bool {
-        true
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.0
             .read_at(buf, offset)
             .map_err(|e| io::Error::other(e.to_string()))
-    }
-
-    fn write_at(&self, _: &[u8], _: u64) -> io::Result<()> {
-        Err(read_only_error())
-    }
-
-    fn flush(&self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn trim(&self, _: u64, _: u64) -> io::Result<()> {
-        Err(read_only_error())
-    }
-
-    fn write_zeroes(&self, _: u64, _: u64) -> io::Result<()> {
-        Err(read_only_error())
     }
 }
 
@@ -710,24 +686,9 @@ mod tests {
         fn size(&self) -> u64 {
             self.0.len() as u64
         }
-        fn read_only(&self) -> bool {
-            true
-        }
         fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
             buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
             Ok(())
-        }
-        fn write_at(&self, _: &[u8], _: u64) -> io::Result<()> {
-            Err(read_only_error())
-        }
-        fn flush(&self) -> io::Result<()> {
-            Ok(())
-        }
-        fn trim(&self, _: u64, _: u64) -> io::Result<()> {
-            Err(read_only_error())
-        }
-        fn write_zeroes(&self, _: u64, _: u64) -> io::Result<()> {
-            Err(read_only_error())
         }
     }
 }

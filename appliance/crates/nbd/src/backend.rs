@@ -12,21 +12,35 @@ use nix::fcntl::{fallocate, FallocateFlags};
 /// A disk image the server exports. Calls are blocking; the server runs them off its
 /// async threads. Offsets and lengths are checked against [`Backend::size`] by the
 /// server before any call.
+///
+/// The provided methods describe a read-only export (writes, trims and write-zeroes are
+/// refused with `EPERM`, flush has nothing to do): a read-only backend implements `size`
+/// and `read_at` only.
 pub trait Backend: Send + Sync {
     /// Size in bytes.
     fn size(&self) -> u64;
-    /// Whether writes, trims and write-zeroes are refused (`EPERM`).
-    fn read_only(&self) -> bool;
     /// Fills `buf` from `offset`.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Whether writes, trims and write-zeroes are refused (`EPERM`).
+    fn read_only(&self) -> bool {
+        true
+    }
     /// Writes `buf` at `offset`.
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<()> {
+        Err(refuse_write())
+    }
     /// Makes every completed write durable.
-    fn flush(&self) -> io::Result<()>;
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
     /// Discards a range (its content is unspecified afterwards).
-    fn trim(&self, offset: u64, len: u64) -> io::Result<()>;
+    fn trim(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(refuse_write())
+    }
     /// Makes a range read as zeroes.
-    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<()>;
+    fn write_zeroes(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(refuse_write())
+    }
 }
 
 /// A block device node or regular file: reads and writes go through the kernel's block
