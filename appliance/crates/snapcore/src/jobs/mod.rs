@@ -84,8 +84,12 @@ struct Status {
     state: JobState,
     phase: String,
     phase_start: Instant,
+    /// Bytes of the last phase that counted bytes: a later phase without a byte count
+    /// (publishing, releasing the snapshot) keeps showing them.
     done: u64,
     total: u64,
+    /// Whether the current phase reports bytes (only then is there a rate).
+    measured: bool,
     result: Option<JobResult>,
     error: Option<ErrorInfo>,
     log: Vec<String>,
@@ -109,7 +113,7 @@ impl Slot {
     fn info(&self) -> JobInfo {
         let st = lock(&self.status);
         let elapsed = st.phase_start.elapsed().as_secs_f64();
-        let rate = if elapsed > 0.0 && st.state == JobState::Running {
+        let rate = if elapsed > 0.0 && st.measured && st.state == JobState::Running {
             (st.done as f64 / elapsed) as u64
         } else {
             0
@@ -150,14 +154,14 @@ impl Slot {
         let mut st = lock(&self.status);
         st.phase = phase.to_owned();
         st.phase_start = Instant::now();
-        st.done = 0;
-        st.total = 0;
+        st.measured = false;
     }
 
     fn progress(&self, done: u64, total: u64) {
         let mut st = lock(&self.status);
         st.done = done;
         st.total = total;
+        st.measured = true;
     }
 }
 
@@ -270,6 +274,7 @@ impl JobManager {
                 state: JobState::Queued,
                 phase: "queued".to_owned(),
                 phase_start: Instant::now(),
+                measured: false,
                 done: 0,
                 total: 0,
                 result: None,

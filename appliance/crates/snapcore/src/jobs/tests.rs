@@ -92,6 +92,11 @@ fn path_backup_restore_verify_export() {
     assert_eq!(b.image_sha256.as_deref(), Some(sha(&data).as_str()));
     assert!(b.device.is_none() && b.cbt.is_none());
     assert_eq!(info.progress.phase, "finished");
+    // The finished job still shows what it read, not the last phase's empty count.
+    assert_eq!(
+        (info.progress.done_bytes, info.progress.total_bytes),
+        (5 * MIB, 5 * MIB)
+    );
     assert!(
         info.log.iter().any(|l| l.contains("published")),
         "{:?}",
