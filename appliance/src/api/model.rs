@@ -456,6 +456,9 @@ pub enum TargetConfigView {
     /// sent back as is, it keeps the stored one). Restored and exported files go to the
     /// appliance's local default directory.
     S3(s3target::S3Config),
+    /// An export of an NFS server (version 4), mounted by the appliance; the repository and
+    /// the restored and exported files live there.
+    Nfs(crate::services::nfs::NfsConfig),
 }
 
 /// What the API shows instead of a secret.
@@ -470,6 +473,7 @@ impl From<&TargetConfig> for TargetConfigView {
             TargetConfig::Directory { path } => TargetConfigView::Directory {
                 path: path.display().to_string(),
             },
+            TargetConfig::Nfs(c) => TargetConfigView::Nfs(c.clone()),
             TargetConfig::S3(c) => TargetConfigView::S3(s3target::S3Config {
                 secret_key: MASKED_SECRET.to_owned(),
                 ..c.clone()
@@ -484,6 +488,7 @@ impl From<TargetConfigView> for TargetConfig {
             TargetConfigView::Device { device } => TargetConfig::Device { device },
             TargetConfigView::Directory { path } => TargetConfig::Directory { path: path.into() },
             TargetConfigView::S3(c) => TargetConfig::S3(c),
+            TargetConfigView::Nfs(c) => TargetConfig::Nfs(c),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod events;
 pub mod exports;
+pub mod nfs;
 pub mod ops;
 pub mod target;
 pub mod tokens;

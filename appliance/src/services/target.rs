@@ -1,7 +1,8 @@
 //! The local backup target: where the repository (and restored or exported files) live.
 //!
-//! A target is either a block device carrying a filesystem (mounted by the appliance
-//! under the mount root when it is not mounted yet) or an existing directory. The
+//! A target is a block device carrying a filesystem (mounted by the appliance under the
+//! mount root when it is not mounted yet), an existing directory, an NFS export (mounted
+//! there too, see [`super::nfs`]) or a prefix in an S3 bucket. The
 //! appliance never formats anything: a device without a filesystem is refused.
 //!
 //! With no target configured, the default is the disk with serial [`DEFAULT_SERIAL`]
@@ -23,6 +24,8 @@ use repo::{InitOptions, RepoError, Repository};
 use serde::{Deserialize, Serialize};
 use snapcore::devices::FsType;
 use snapcore::{DeviceError, Scanner};
+
+use super::nfs::{NfsConfig, NfsError};
 
 /// The serial of the disk used as the target when none is configured.
 pub const DEFAULT_SERIAL: &str = "backup0";
@@ -81,6 +84,8 @@ pub enum TargetConfig {
     /// A prefix in an S3-compatible bucket; restored and exported files go to the local
     /// default directory.
     S3(s3target::S3Config),
+    /// An export of an NFS server, mounted by the appliance.
+    Nfs(NfsConfig),
 }
 
 impl TargetConfig {
@@ -89,6 +94,7 @@ impl TargetConfig {
         match self {
             TargetConfig::Device { device } => format!("device {device}"),
             TargetConfig::Directory { path } => format!("directory {}", path.display()),
+            TargetConfig::Nfs(c) => format!("nfs {}", c.source_name()),
             TargetConfig::S3(c) => format!(
                 "s3 {}/{}/{}",
                 c.endpoint.trim_end_matches('/'),
@@ -148,6 +154,8 @@ pub enum TargetError {
         source: RepoError,
     },
     #[error(transparent)]
+    Nfs(#[from] NfsError),
+    #[error(transparent)]
     Repo(#[from] RepoError),
 }
 
@@ -165,6 +173,7 @@ impl TargetError {
             TargetError::NotWritable { .. } => "target_not_writable",
             TargetError::Save { .. } => "settings_not_saved",
             TargetError::S3Unusable { .. } => "target_unusable",
+            TargetError::Nfs(e) => e.code(),
             TargetError::Repo(_) => "target_repository",
         }
     }
@@ -285,6 +294,15 @@ impl Targets {
         create_dir: bool,
     ) -> Result<Resolved, TargetError> {
         match config {
+            TargetConfig::Nfs(nfs) => {
+                let (root, mounted_now) = nfs.mount(&self.mount_root)?;
+                Ok(Resolved {
+                    config: config.clone(),
+                    configured: true,
+                    root,
+                    mounted_now,
+                })
+            }
             TargetConfig::S3(_) => {
                 // The repository is in the bucket; files go to the local default directory.
                 let dir = &self.default_dir;

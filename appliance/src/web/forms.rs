@@ -17,6 +17,7 @@ use super::{render, url_encode, WebSession};
 use crate::api::failure::ApiPath;
 use crate::api::{ApiError, AppState};
 use crate::services::exports::{self, parse_client, ExportError, ExportSource, ExportSpec};
+use crate::services::nfs::NfsConfig;
 use crate::services::ops::RestoreTo;
 use crate::services::target::{FileArea, TargetConfig};
 use crate::services::web::FlashKind;
@@ -407,8 +408,20 @@ fn target_config(form: &FormData) -> Result<TargetConfig, ApiError> {
             verify_tls: form.get("s3_verify_tls") == "on",
             ca_cert_pem: None,
         })),
+        "nfs" if !form.get("nfs_server").is_empty() => Ok(TargetConfig::Nfs(NfsConfig {
+            server: form.get("nfs_server").trim().to_owned(),
+            export: form.get("nfs_export").trim().to_owned(),
+            port: match form.get("nfs_port").trim() {
+                "" => None,
+                p => Some(p.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("the NFS port {p:?} is not a port number"))
+                })?),
+            },
+            version: Some(form.get("nfs_version").trim().to_owned()).filter(|v| !v.is_empty()),
+        })),
         _ => Err(ApiError::BadRequest(
-            "choose a disk with a filesystem, give a directory, or an S3 endpoint".into(),
+            "choose a disk with a filesystem, give a directory, an NFS server or an S3 endpoint"
+                .into(),
         )),
     }
 }

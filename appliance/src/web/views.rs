@@ -305,6 +305,12 @@ impl From<&TargetStatusView> for TargetBox {
                 path.clone(),
                 format!("directory {path}"),
             ),
+            C::Nfs(nfs) => (
+                "nfs",
+                String::new(),
+                String::new(),
+                format!("NFS {}", nfs.source_name()),
+            ),
             C::S3(s3) => (
                 "s3",
                 String::new(),
