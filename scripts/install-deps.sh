@@ -50,6 +50,9 @@ packages=(
 	"nbd-client:nbd-client"
 	"openssl:openssl"
 	"gnutls-bin:certtool"
+	# The NFS target test (tests/tests/webui.rs): a user-space NFSv4 server.
+	"nfs-ganesha:ganesha.nfsd"
+	"nfs-ganesha-vfs:/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so"
 )
 
 # present WHAT: a program on PATH, or a path (glob allowed) that exists.

@@ -8,6 +8,7 @@
 //! | [`qmp`]      | QEMU Machine Protocol commands (power button, status)                 |
 //! | [`logcheck`] | kernel defects in a serial log                                        |
 //! | [`data`]     | deterministic test bytes                                              |
+//! | [`ganesha`]  | a real NFS server (NFS-Ganesha, NFSv4) on 127.0.0.1 for NFS targets    |
 //! | [`garage`]   | a real S3 server (Garage 2.5.0) on 127.0.0.1 for the S3 tests         |
 //! | [`rest`]     | the appliance's REST API over curl: calls, login, jobs, downloads     |
 //!
@@ -18,6 +19,7 @@
 pub mod build;
 pub mod data;
 mod error;
+pub mod ganesha;
 pub mod garage;
 mod lock;
 pub mod logcheck;

@@ -14,7 +14,9 @@
 //! - headless chromium (`tests/browser/run.mjs`, playwright-core): log in, back up,
 //!   watch the progress bar reach done, restore; screenshots in `tests/artifacts/webui/`;
 //! - schemathesis (in `target/venv`) against the served document with a bearer token:
-//!   no 5xx, no response that breaks the schema.
+//!   no 5xx, no response that breaks the schema;
+//! - the repository in a real S3 server (Garage) and on a real NFS export (NFS-Ganesha),
+//!   both on the host.
 //!
 //! Nothing writes to prod0 during the run (the appliance only reads it through
 //! snapshots), so the host can hash its image file before boot.
@@ -24,6 +26,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use appliance_tests::ganesha::{self, Ganesha};
 use appliance_tests::garage::{self, Garage};
 use appliance_tests::qemu::{self, Boot, DiskSpec, Vm, VmConfig};
 use appliance_tests::rest::{self, call, done, sha256_file, Client};
@@ -553,4 +556,80 @@ fn s3_target_backup_and_restore() {
     let local_after = api.ok("GET", "/api/v1/backups", None, 200);
     assert_eq!(local_after["backups"], local_before["backups"]);
     println!("webui: S3 target: full + incremental backup, restore bit-exact");
+}
+
+/// The repository on an NFS export (NFS-Ganesha on the host): an unreachable server is
+/// refused in seconds; the appliance mounts the export, a full backup of prod0 lands in
+/// the host directory the server exports, and its restore (written to the export too)
+/// has prod0's SHA-256; then the default target again.
+#[test]
+fn nfs_target_backup_and_restore() {
+    let app = appliance();
+    let _turn = turn();
+    let api = Client::login(&app.base, PASSWORD, "webui");
+    let nfs = Ganesha::start(&paths::artifacts_dir("webui-ganesha"));
+
+    // Nothing listens on this port: a clear 400, quickly, and nothing saved.
+    let closed = qemu::free_port();
+    let started = Instant::now();
+    let refused = api.call(
+        "PUT",
+        "/api/v1/target",
+        Some(
+            json!({"kind": "nfs", "server": "10.0.2.2", "export": ganesha::EXPORT, "port": closed}),
+        ),
+    );
+    assert_eq!(refused.status, 400, "{refused:?}");
+    assert!(
+        refused
+            .body
+            .contains(&format!("cannot reach the NFS server 10.0.2.2:{closed}")),
+        "{refused:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+
+    let target = api.ok(
+        "PUT",
+        "/api/v1/target",
+        Some(json!({"kind": "nfs", "server": "10.0.2.2", "export": ganesha::EXPORT, "port": nfs.port})),
+        200,
+    );
+    assert_eq!(target["ok"], true, "{target}");
+    let job = api.ok(
+        "POST",
+        "/api/v1/backups",
+        Some(json!({"device": "prod0", "storage": {"kind": "device", "device": "scratch0"}, "mode": "full"})),
+        202,
+    );
+    let full = done(&api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT)).clone();
+    assert_eq!(full["image_sha256"], app.prod_sha256.as_str(), "{full}");
+    let id = full["backup_id"].as_str().expect("backup id").to_owned();
+    // The repository is on the server: its manifest is in the exported host directory.
+    let manifest = nfs
+        .exported
+        .join("blksnap-repo/backups")
+        .join(&id)
+        .join("manifest.json");
+    assert!(manifest.is_file(), "no {}", manifest.display());
+
+    let job = api.ok(
+        "POST",
+        &format!("/api/v1/backups/{id}/restore"),
+        Some(json!({"destination": {"kind": "file", "name": "nfs-restore.img"}})),
+        202,
+    );
+    done(&api.wait_job(job["id"].as_u64().expect("job id"), JOB_TIMEOUT));
+    let on_server = nfs.exported.join("blksnap-files/restores/nfs-restore.img");
+    assert_eq!(
+        sha256_file(&on_server),
+        app.prod_sha256,
+        "the restore on the NFS export differs from prod0"
+    );
+    let reset = api.call("DELETE", "/api/v1/target", None);
+    assert!(reset.status < 300, "{reset:?}");
+    println!("webui: NFS target: full backup on the export, restore bit-exact");
 }
