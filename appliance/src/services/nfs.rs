@@ -161,6 +161,15 @@ impl NfsConfig {
         })?;
         Ok((mount_point, true))
     }
+
+    /// Unmounts the export if the appliance mounted it (lazily: a server that went away
+    /// cannot make this hang); not mounted is not an error.
+    pub fn unmount(&self, mount_root: &Path) {
+        let mount_point = self.mount_point(mount_root);
+        if is_mount_point(&mount_point) {
+            let _ = nix::mount::umount2(&mount_point, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
 }
 
 /// Whether something is mounted on `path` (per `/proc/self/mountinfo`).

@@ -417,6 +417,17 @@ impl Targets {
 
     /// Checks that `config` can hold backups: reachable, writable; returns its space.
     pub fn test(&self, config: &TargetConfig) -> Result<(Resolved, Space), TargetError> {
+        let checked = self.check(config)?;
+        // An NFS export mounted only to be tested does not stay mounted.
+        if let TargetConfig::Nfs(nfs) = config {
+            if checked.0.mounted_now && self.configured().as_ref() != Some(config) {
+                nfs.unmount(&self.mount_root);
+            }
+        }
+        Ok(checked)
+    }
+
+    fn check(&self, config: &TargetConfig) -> Result<(Resolved, Space), TargetError> {
         let resolved = self.resolve_config(config, false)?;
         if let TargetConfig::S3(c) = config {
             s3target::S3Target::connect(c).map_err(|source| TargetError::S3Unusable { source })?;
@@ -431,7 +442,7 @@ impl Targets {
 
     /// Tests `config`, then makes it the target and saves the setting.
     pub fn set(&self, config: TargetConfig) -> Result<(Resolved, Space), TargetError> {
-        let (resolved, space) = self.test(&config)?;
+        let (resolved, space) = self.check(&config)?;
         let canonical = resolved.config.clone();
         if let Some(file) = &self.file {
             let json = serde_json::to_string_pretty(&canonical).unwrap_or_default();
@@ -440,8 +451,18 @@ impl Targets {
                 source: std::io::Error::other(e.to_string()),
             })?;
         }
-        *lock(&self.config) = Some(canonical);
+        let old = lock(&self.config).replace(canonical.clone());
+        self.release(old, Some(&canonical));
         Ok((resolved, space))
+    }
+
+    /// Unmounts the NFS export of `old` when the target in force is no longer it.
+    fn release(&self, old: Option<TargetConfig>, new: Option<&TargetConfig>) {
+        if let Some(TargetConfig::Nfs(nfs)) = &old {
+            if old.as_ref() != new {
+                nfs.unmount(&self.mount_root);
+            }
+        }
     }
 
     /// Forgets the configured target: the default applies again.
@@ -458,7 +479,8 @@ impl Targets {
                 }
             }
         }
-        *lock(&self.config) = None;
+        let old = lock(&self.config).take();
+        self.release(old, None);
         Ok(())
     }
 }
