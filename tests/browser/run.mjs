@@ -177,6 +177,28 @@ try {
   await shot(page, "14-backups-with-file");
   await page.click('nav a[href="/"]');
   await shot(page, "15-dashboard-after");
+
+  step("export the backup over NBD from the Exports page, then remove the export");
+  await page.click('nav a[href="/exports"]');
+  await page.locator("h2", { hasText: "NBD exports" }).waitFor();
+  await page.fill('input[name="name"]', "browser-backup");
+  await page.check('input[name="kind"][value="backup"]');
+  await page.selectOption('select[name="backup"]', backupId);
+  await page.fill('input[name="allow"]', "10.0.2.2");
+  await page.click('button:has-text("Create export")');
+  await page.locator("td", { hasText: "browser-backup" }).first().waitFor();
+  seen.export_flash = await flashText(page);
+  if (!seen.export_flash.includes("Export browser-backup created")) {
+    throw new Error(`export not created: ${seen.export_flash}`);
+  }
+  await shot(page, "16-exports");
+  const exportRow = page.locator("tr", { has: page.locator("td", { hasText: "browser-backup" }) });
+  await exportRow.locator('button:has-text("Remove")').click();
+  await page.waitForURL(/\/exports$/);
+  seen.export_removed_flash = await flashText(page);
+  if ((await page.locator("td", { hasText: "browser-backup" }).count()) !== 0) {
+    throw new Error(`export still listed after Remove: ${seen.export_removed_flash}`);
+  }
   if (failed) throw failed;
 } catch (err) {
   failed = err;

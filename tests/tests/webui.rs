@@ -411,6 +411,7 @@ fn browser_backup_and_restore() {
         "02-dashboard",
         "09-backup-job-finished",
         "13-restore-job-finished",
+        "16-exports",
     ] {
         assert!(shots.join(format!("{name}.png")).is_file(), "no {name}.png");
     }
