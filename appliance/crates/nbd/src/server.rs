@@ -200,13 +200,12 @@ async fn negotiate(
         match opt {
             OPT_EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).into_owned();
-                let export =
-                    cfg.catalog
-                        .open(&name, peer, tls)
-                        .map_err(|refusal| NbdError::Refused {
-                            name: name.clone(),
-                            refusal,
-                        })?;
+                let export = open_export(cfg, &name, peer, tls)
+                    .await
+                    .map_err(|refusal| NbdError::Refused {
+                        name: name.clone(),
+                        refusal,
+                    })?;
                 let b = &export.backend;
                 let mut msg = Vec::with_capacity(134);
                 msg.extend_from_slice(&b.size().to_be_bytes());
@@ -228,7 +227,11 @@ async fn negotiate(
                     send_error(&mut s, opt, REP_ERR_INVALID, "LIST takes no data").await?;
                     continue;
                 }
-                for (name, description) in cfg.catalog.list(peer, tls) {
+                let catalog = cfg.catalog.clone();
+                let listed = tokio::task::spawn_blocking(move || catalog.list(peer, tls))
+                    .await
+                    .unwrap_or_default();
+                for (name, description) in listed {
                     let mut entry = Vec::new();
                     entry.extend_from_slice(&(name.len() as u32).to_be_bytes());
                     entry.extend_from_slice(name.as_bytes());
@@ -260,7 +263,7 @@ async fn negotiate(
                     send_error(&mut s, opt, REP_ERR_INVALID, "malformed INFO/GO request").await?;
                     continue;
                 };
-                let export = match cfg.catalog.open(&name, peer, tls) {
+                let export = match open_export(cfg, &name, peer, tls).await {
                     Ok(e) => e,
                     Err(refusal) => {
                         let text = match &refusal {
@@ -348,6 +351,21 @@ async fn reply<W: AsyncWrite + Unpin>(
         w.write_all(data).await?;
     }
     w.flush().await
+}
+
+/// Asks the catalog for an export off the async threads (opening one may read a device or
+/// a repository).
+async fn open_export(
+    cfg: &ServerConfig,
+    name: &str,
+    peer: IpAddr,
+    tls: bool,
+) -> Result<Export, Refusal> {
+    let catalog = cfg.catalog.clone();
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || catalog.open(&name, peer, tls))
+        .await
+        .unwrap_or_else(|_| Err(Refusal::Unavailable("opening the export failed".to_owned())))
 }
 
 /// Runs a blocking backend call off the async threads.
