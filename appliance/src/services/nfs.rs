@@ -19,6 +19,11 @@ use utoipa::ToSchema;
 pub const NFS_PORT: u16 = 2049;
 /// How long the reachability probe waits.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long name resolution may take.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the mount may take before the caller is told the server did not answer (the
+/// mount itself may still finish later).
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// An NFS export as a target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -46,6 +51,8 @@ pub enum NfsError {
     Resolve { server: String, cause: String },
     #[error("cannot reach the NFS server {addr}: {cause}")]
     Unreachable { addr: SocketAddr, cause: String },
+    #[error("the NFS server did not complete the mount of {source_name} within {} s", MOUNT_TIMEOUT.as_secs())]
+    MountTimeout { source_name: String },
     #[error("cannot mount {source_name} on {}: {errno}", mount_point.display())]
     Mount {
         source_name: String,
@@ -64,7 +71,9 @@ impl NfsError {
     pub fn code(&self) -> &'static str {
         match self {
             NfsError::RelativeExport(_) | NfsError::Version(_) => "invalid_argument",
-            NfsError::Resolve { .. } | NfsError::Unreachable { .. } => "target_unusable",
+            NfsError::Resolve { .. }
+            | NfsError::Unreachable { .. }
+            | NfsError::MountTimeout { .. } => "target_unusable",
             NfsError::Mount { .. } | NfsError::MountPoint { .. } => "target_mount_failed",
         }
     }
@@ -92,11 +101,28 @@ impl NfsConfig {
         };
         let addr = match self.server.parse::<IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, port),
-            Err(_) => (self.server.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|e| resolve(e.to_string()))?
-                .next()
-                .ok_or_else(|| resolve("no address".to_owned()))?,
+            Err(_) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                let name = self.server.clone();
+                std::thread::spawn(move || {
+                    let _ = tx.send(
+                        (name.as_str(), port)
+                            .to_socket_addrs()
+                            .map(|mut a| a.next()),
+                    );
+                });
+                match rx.recv_timeout(RESOLVE_TIMEOUT) {
+                    Ok(Ok(Some(addr))) => addr,
+                    Ok(Ok(None)) => return Err(resolve("no address".to_owned())),
+                    Ok(Err(e)) => return Err(resolve(e.to_string())),
+                    Err(_) => {
+                        return Err(resolve(format!(
+                            "no answer within {} s",
+                            RESOLVE_TIMEOUT.as_secs()
+                        )))
+                    }
+                }
+            }
         };
         TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).map_err(|e| NfsError::Unreachable {
             addr,
@@ -147,19 +173,31 @@ impl NfsConfig {
             addr.port()
         );
         let flags = MsFlags::MS_NOATIME | MsFlags::MS_NODEV | MsFlags::MS_NOSUID;
-        nix::mount::mount(
-            Some(source.as_str()),
-            &mount_point,
-            Some("nfs4"),
-            flags,
-            Some(data.as_str()),
-        )
-        .map_err(|errno| NfsError::Mount {
-            source_name: self.source_name(),
-            mount_point: mount_point.clone(),
-            errno,
-        })?;
-        Ok((mount_point, true))
+        // A server that accepts connections but does not speak NFS can hold mount(2) for
+        // minutes: wait for it on a thread of its own, and at most MOUNT_TIMEOUT.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let target = mount_point.clone();
+        std::thread::spawn(move || {
+            let done = nix::mount::mount(
+                Some(source.as_str()),
+                &target,
+                Some("nfs4"),
+                flags,
+                Some(data.as_str()),
+            );
+            let _ = tx.send(done);
+        });
+        match rx.recv_timeout(MOUNT_TIMEOUT) {
+            Ok(Ok(())) => Ok((mount_point, true)),
+            Ok(Err(errno)) => Err(NfsError::Mount {
+                source_name: self.source_name(),
+                mount_point,
+                errno,
+            }),
+            Err(_) => Err(NfsError::MountTimeout {
+                source_name: self.source_name(),
+            }),
+        }
     }
 
     /// Unmounts the export if the appliance mounted it (lazily: a server that went away
