@@ -16,7 +16,8 @@
 //!    the restored image (nbdcopy, and `qemu-img compare` over TLS), refuses writes, and
 //!    serves as the disk of a second VM (QEMU's NBD driver over TLS) that hashes it;
 //! 4. a held snapshot exported read-only compares identical to the live disk export
-//!    (`qemu-img compare` of two nbd exports), and cannot be destroyed while exported;
+//!    (`qemu-img compare` of two nbd exports), cannot be destroyed while exported, and its
+//!    difference storage cannot be exported;
 //! 5. a plain client is refused by a TLS export, a client not on the allow-list is
 //!    refused, and no kernel defect shows in the serial log.
 
@@ -392,6 +393,18 @@ fn nbd_exports_with_real_clients() {
     let cmp = nbd.qemu_compare("prod0-snap", "prod0");
     assert!(cmp.status.success(), "{}", text(&cmp));
     assert!(text(&cmp).contains("Images are identical"));
+    // The snapshot's difference storage cannot be exported while it is in use.
+    let storage = api.call(
+        "POST",
+        "/api/v1/exports",
+        Some(json!({"name": "scratch", "source": {"kind": "device", "device": "scratch0"}, "allow": [HOST_IN_GUEST]})),
+    );
+    assert_eq!(storage.status, 400, "{}", storage.body);
+    assert!(
+        storage.body.contains("difference storage of a snapshot"),
+        "{}",
+        storage.body
+    );
     let busy = api.call("DELETE", &format!("/api/v1/snapshots/{snap_id}"), None);
     assert_eq!(busy.status, 409, "{}", busy.body);
     assert_eq!(busy.json()["code"], "exported");

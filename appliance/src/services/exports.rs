@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use ipnet::IpNet;
 use nbd::{Backend, Export, FileBackend, Refusal};
+use nix::fcntl::{Flock, FlockArg};
 use repo::{BackupId, BackupImage, DEFAULT_CACHED_CHUNKS};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -388,8 +389,22 @@ pub fn open_source(
             if let Some(why) = dev.usage() {
                 return Err(unusable(format!("it is in use in the appliance ({why})")));
             }
-            let backend = FileBackend::open_direct(&dev.path, read_only)
+            // Difference storage of a snapshot holds an exclusive flock on its device; a
+            // shared one here refuses such a disk, and keeps it from becoming difference
+            // storage while a client uses it.
+            let guard = std::fs::File::open(&dev.path)
                 .map_err(|e| unusable(format!("cannot open {}: {e}", dev.path.display())))?;
+            let guard =
+                Flock::lock(guard, FlockArg::LockSharedNonblock).map_err(|(_, errno)| {
+                    if errno == nix::errno::Errno::EWOULDBLOCK {
+                        unusable("it is the difference storage of a snapshot".to_owned())
+                    } else {
+                        unusable(format!("cannot lock {}: {errno}", dev.path.display()))
+                    }
+                })?;
+            let backend = FileBackend::open_direct(&dev.path, read_only)
+                .map_err(|e| unusable(format!("cannot open {}: {e}", dev.path.display())))?
+                .holding(guard);
             let access = if read_only { "read-only" } else { "read-write" };
             let description = format!("disk {} ({}), {access}", dev.label(), dev.name);
             *device = dev.id;

@@ -53,7 +53,6 @@ pub trait Backend: Send + Sync {
 /// snapshot taken afterwards holds it, and one taken before does not. Requests that are
 /// not aligned to the device's blocks are served through an aligned bounce buffer
 /// (read-modify-write for writes; requests of one connection never overlap in time).
-#[derive(Debug)]
 pub struct FileBackend {
     file: File,
     path: PathBuf,
@@ -61,6 +60,19 @@ pub struct FileBackend {
     read_only: bool,
     /// `O_DIRECT`: every transfer is a multiple of this, at a multiple of it.
     direct_align: Option<u64>,
+    /// Something kept as long as the backend lives (a lock on the device).
+    _held: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for FileBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBackend")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .field("read_only", &self.read_only)
+            .field("direct_align", &self.direct_align)
+            .finish()
+    }
 }
 
 impl FileBackend {
@@ -74,6 +86,7 @@ impl FileBackend {
             size,
             read_only,
             direct_align: None,
+            _held: None,
         })
     }
 
@@ -103,7 +116,14 @@ impl FileBackend {
             size,
             read_only,
             direct_align: Some(align),
+            _held: None,
         })
+    }
+
+    /// Keeps `held` (for example a lock on the device) for as long as the backend lives.
+    pub fn holding(mut self, held: impl std::any::Any + Send + Sync) -> Self {
+        self._held = Some(Box::new(held));
+        self
     }
 
     /// The path opened.
