@@ -215,10 +215,9 @@ fn is_mount_point(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    let wanted = path.display().to_string();
-    text.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| mp == wanted)
+    snapcore::devices::mountinfo::parse(&text)
+        .iter()
+        .any(|m| m.mount_point == path)
 }
 
 #[cfg(test)]
