@@ -13,7 +13,6 @@
 //! requests of clients still connected to it fail.
 
 use std::collections::HashMap;
-use std::fs;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -194,14 +193,7 @@ impl Exports {
     /// ignored and the warning says so).
     pub fn new(state_dir: Option<&Path>) -> (Exports, Option<String>) {
         let file = state_dir.map(|d| d.join(EXPORTS_FILE));
-        let mut warning = None;
-        let specs = match file.as_deref().map(fs::read) {
-            Some(Ok(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                warning = Some(format!("ignoring the damaged export settings: {e}"));
-                Vec::new()
-            }),
-            _ => Vec::new(),
-        };
+        let (specs, warning) = super::load_settings(file.as_deref(), "the damaged export settings");
         let exports = Exports {
             specs: Mutex::new(specs),
             live: Mutex::new(HashMap::new()),
@@ -281,8 +273,7 @@ impl Exports {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let json = serde_json::to_string_pretty(specs).unwrap_or_else(|_| "[]".to_owned());
-        crate::auth::password::write_private(file, &json).map_err(|e| ExportError::Save {
+        super::save_settings(file, &specs).map_err(|e| ExportError::Save {
             path: file.clone(),
             message: e.to_string(),
         })

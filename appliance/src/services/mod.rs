@@ -180,6 +180,32 @@ impl Services {
     }
 }
 
+/// Reads the JSON settings file `file` of the state directory: `T::default()` when there
+/// is no state directory or no file; a damaged file is ignored and the warning names it
+/// (`what`: "the damaged API token file").
+pub(crate) fn load_settings<T: serde::de::DeserializeOwned + Default>(
+    file: Option<&Path>,
+    what: &str,
+) -> (T, Option<String>) {
+    match file.map(std::fs::read) {
+        Some(Ok(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(value) => (value, None),
+            Err(e) => (T::default(), Some(format!("ignoring {what}: {e}"))),
+        },
+        _ => (T::default(), None),
+    }
+}
+
+/// Writes `value` as pretty JSON to the settings file `file` (mode 0600, replaced
+/// atomically).
+pub(crate) fn save_settings<T: serde::Serialize>(
+    file: &Path,
+    value: &T,
+) -> Result<(), crate::auth::PasswordError> {
+    let json = serde_json::to_string_pretty(value).unwrap_or_default();
+    crate::auth::password::write_private(file, &json)
+}
+
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

@@ -231,17 +231,10 @@ impl Targets {
         scanner: Scanner,
     ) -> (Targets, Option<String>) {
         let file = state_dir.map(|d| d.join(CONFIG_FILE));
-        let mut warning = None;
-        let config = match file.as_deref().map(fs::read) {
-            Some(Ok(bytes)) => match serde_json::from_slice::<TargetConfig>(&bytes) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    warning = Some(format!("ignoring the damaged target setting: {e}"));
-                    None
-                }
-            },
-            _ => None,
-        };
+        let (config, warning) = super::load_settings::<Option<TargetConfig>>(
+            file.as_deref(),
+            "the damaged target setting",
+        );
         let targets = Targets {
             config: Mutex::new(config),
             file,
@@ -445,8 +438,7 @@ impl Targets {
         let (resolved, space) = self.check(&config)?;
         let canonical = resolved.config.clone();
         if let Some(file) = &self.file {
-            let json = serde_json::to_string_pretty(&canonical).unwrap_or_default();
-            crate::auth::password::write_private(file, &json).map_err(|e| TargetError::Save {
+            super::save_settings(file, &canonical).map_err(|e| TargetError::Save {
                 path: file.clone(),
                 source: std::io::Error::other(e.to_string()),
             })?;

@@ -3,7 +3,6 @@
 //! Only a SHA-256 of each token is kept (in memory and, with a state directory, in
 //! `api-tokens.json`); the token itself is shown once, when it is created.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -69,14 +68,8 @@ impl ApiTokens {
     /// warning says why).
     pub fn new(state_dir: Option<&Path>) -> (ApiTokens, Option<String>) {
         let file = state_dir.map(|d| d.join(TOKENS_FILE));
-        let mut warning = None;
-        let records = match file.as_deref().map(fs::read) {
-            Some(Ok(bytes)) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                warning = Some(format!("ignoring the damaged API token file: {e}"));
-                Vec::new()
-            }),
-            _ => Vec::new(),
-        };
+        let (records, warning) =
+            super::load_settings(file.as_deref(), "the damaged API token file");
         let tokens = ApiTokens {
             records: Mutex::new(records),
             file,
@@ -143,8 +136,7 @@ impl ApiTokens {
         let Some(file) = &self.file else {
             return Ok(());
         };
-        let json = serde_json::to_string_pretty(records).unwrap_or_else(|_| "[]".to_owned());
-        crate::auth::password::write_private(file, &json).map_err(|e| TokenError::Save {
+        super::save_settings(file, &records).map_err(|e| TokenError::Save {
             path: file.clone(),
             message: e.to_string(),
         })
@@ -173,7 +165,7 @@ mod tests {
         assert!(tokens.is_valid(&secret));
         assert!(!tokens.is_valid("apt_0000"));
         assert!(!tokens.is_valid(&secret[TOKEN_PREFIX.len()..]));
-        let text = fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).unwrap();
         assert!(!text.contains(&secret), "the secret is stored in clear");
         let (again, _) = ApiTokens::new(Some(dir.path()));
         assert!(again.is_valid(&secret));
