@@ -5,6 +5,7 @@
 #
 #   mkiso.sh --kernel VMLINUZ --initrd INITRD --cmdline "ARGS" --iso OUT.iso
 #            [--disk OUT.img --config-mib N] [--work DIR]
+#            [--grub-pc DIR] [--grub-efi DIR] [--grub-mkimage PROG]
 #
 # The ISO boots from CD-ROM and, written to a disk, from that disk, under BIOS and UEFI:
 #   - BIOS: El Torito no-emulation GRUB core (i386-pc-eltorito) for CD boot, and the
@@ -21,6 +22,11 @@
 # --disk also writes a raw disk image: the same layout plus partition 3, a --config-mib
 # MiB ext4 filesystem labelled APPLIANCE-CONFIG (settings that persist across boots).
 #
+# GRUB comes from Debian's packages unless named: --grub-pc DIR holds the i386-pc
+# modules and boot_hybrid.img (default /usr/lib/grub/i386-pc), --grub-efi DIR the
+# x86_64-efi modules (default /usr/lib/grub/x86_64-efi), --grub-mkimage PROG builds the
+# cores (default grub-mkimage from PATH). Buildroot's post-image.sh names its own build.
+#
 # Reproducible: every date comes from SOURCE_DATE_EPOCH (default 0); the FAT and ext4
 # images use fixed serials/UUIDs; the same inputs give byte-identical outputs.
 set -euo pipefail
@@ -31,6 +37,7 @@ prog=${0##*/}
 die() { echo "$prog: $*" >&2; exit 1; }
 
 kernel='' initrd='' cmdline='' iso='' disk='' config_mib=16 work=''
+grub_pc=/usr/lib/grub/i386-pc grub_efi=/usr/lib/grub/x86_64-efi mkimage=grub-mkimage
 while [ $# -gt 0 ]; do
 	case $1 in
 	--kernel) kernel=${2:?}; shift 2 ;;
@@ -40,18 +47,23 @@ while [ $# -gt 0 ]; do
 	--disk) disk=${2:?}; shift 2 ;;
 	--config-mib) config_mib=${2:?}; shift 2 ;;
 	--work) work=${2:?}; shift 2 ;;
-	-h|--help) sed -n '4,22s/^# \{0,1\}//p' "$0"; exit 0 ;;
+	--grub-pc) grub_pc=${2:?}; shift 2 ;;
+	--grub-efi) grub_efi=${2:?}; shift 2 ;;
+	--grub-mkimage) mkimage=${2:?}; shift 2 ;;
+	-h|--help) sed -n '4,28s/^# \{0,1\}//p' "$0"; exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 done
 [ -f "$kernel" ] || die "--kernel: no such file: $kernel"
 [ -f "$initrd" ] || die "--initrd: no such file: $initrd"
 [ -n "$iso" ] || die "--iso is required"
-for tool in grub-mkimage xorriso mkfs.vfat mmd mcopy; do
-	command -v "$tool" >/dev/null || die "$tool not found (apt-get install grub-pc-bin grub-efi-amd64-bin xorriso dosfstools mtools)"
+tools=("$mkimage" xorriso mkfs.vfat mmd mcopy)
+[ -z "$disk" ] || tools+=(mkfs.ext4)
+for tool in "${tools[@]}"; do
+	command -v "$tool" >/dev/null || die "$tool not found (apt-get install grub-pc-bin grub-efi-amd64-bin xorriso dosfstools mtools e2fsprogs)"
 done
-[ -d /usr/lib/grub/i386-pc ] || die "/usr/lib/grub/i386-pc missing (apt-get install grub-pc-bin)"
-[ -d /usr/lib/grub/x86_64-efi ] || die "/usr/lib/grub/x86_64-efi missing (apt-get install grub-efi-amd64-bin)"
+[ -f "$grub_pc/boot_hybrid.img" ] || die "$grub_pc/boot_hybrid.img missing (apt-get install grub-pc-bin, or --grub-pc DIR)"
+[ -f "$grub_efi/moddep.lst" ] || die "$grub_efi/moddep.lst missing (apt-get install grub-efi-amd64-bin, or --grub-efi DIR)"
 
 here=$(cd "$(dirname "$0")" && pwd)
 epoch=${SOURCE_DATE_EPOCH:-0}
@@ -83,9 +95,9 @@ sed -e "s|@CMDLINE@|$cmdline|" "$here/grub/grub.cfg" > "$tree/boot/grub/grub.cfg
 # Modules both cores embed; each platform adds its disk access and video.
 common=(iso9660 part_msdos part_gpt search search_fs_uuid configfile normal echo test
 	linux boot serial terminal)
-grub-mkimage -O i386-pc-eltorito -p /boot/grub -c "$work/early.cfg" \
+"$mkimage" -d "$grub_pc" -O i386-pc-eltorito -p /boot/grub -c "$work/early.cfg" \
 	-o "$tree/boot/grub/bios.img" "${common[@]}" biosdisk
-grub-mkimage -O x86_64-efi -p /boot/grub -c "$work/early.cfg" \
+"$mkimage" -d "$grub_efi" -O x86_64-efi -p /boot/grub -c "$work/early.cfg" \
 	-o "$work/BOOTX64.EFI" "${common[@]}" fat efi_gop
 rm -f "$work/efi.img"
 
@@ -111,7 +123,7 @@ make_iso() {
 	if ! xorriso -as mkisofs \
 		-o "$out" -V "$volid" -r -J -joliet-long \
 		--modification-date="$isodate" \
-		--grub2-mbr /usr/lib/grub/i386-pc/boot_hybrid.img \
+		--grub2-mbr "$grub_pc/boot_hybrid.img" \
 		-partition_offset 16 -partition_cyl_align all \
 		-append_partition 2 0xef "$work/efi.img" \
 		"$@" \

@@ -5,8 +5,8 @@
 # Makes what `make -C images` makes, from Buildroot's kernel and initramfs:
 #   appliance.iso     hybrid ISO: CD or disk, BIOS or UEFI
 #   appliance.qcow2   the same plus partition 3, the APPLIANCE-CONFIG filesystem
-# The layout comes from mkhybrid.sh (the same as images/mkiso.sh); the kernel
-# command line and the config partition size come from images/Makefile
+# The layout is made by images/mkiso.sh itself, given Buildroot's GRUB; the
+# kernel command line and the config partition size come from images/Makefile
 # (CMDLINE, CONFIG_MIB; CMDLINE_EXTRA and CONFIG_MIB in the environment apply).
 # Tools: Buildroot's host-grub2 (grub-mkimage and the GRUB build directories),
 # host-xorriso, host-dosfstools, host-mtools, host-e2fsprogs; qemu-img from
@@ -18,8 +18,12 @@ prog=${0##*/}
 die() { echo "$prog: error: $*" >&2; exit 1; }
 
 binaries=${1:?usage: $prog BINARIES_DIR}
-here=$(cd "$(dirname "$0")" && pwd)
+# The external tree is br2-external/ of the project's repository, not a tree of its
+# own: its parent is the repository, whose images/ (mkiso.sh, Makefile, grub/) this
+# script uses as they are, so both builds share one image layout.
 repo=$(cd "${BR2_EXTERNAL_APPLIANCE_PATH:?run by Buildroot with the APPLIANCE external tree}/.." && pwd)
+mkiso=$repo/images/mkiso.sh
+[ -x "$mkiso" ] || die "$mkiso missing: BR2_EXTERNAL must be the br2-external/ directory of the appliance repository"
 : "${HOST_DIR:?}" "${BUILD_DIR:?}"
 
 kernel=$binaries/bzImage
@@ -61,10 +65,9 @@ export SOURCE_DATE_EPOCH
 work=$BUILD_DIR/appliance-images
 iso=$binaries/appliance.iso
 disk=$work/appliance-disk.img
-"$here/mkhybrid.sh" --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" \
+"$mkiso" --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" \
 	--iso "$iso" --disk "$disk" --config-mib "$config_mib" --work "$work/tree" \
-	--grub-pc "$grub_pc" --grub-efi "$grub_efi" --grub-cfg "$repo/images/grub" \
-	--grub-mkimage "$HOST_DIR/bin/grub-mkimage"
+	--grub-pc "$grub_pc" --grub-efi "$grub_efi" --grub-mkimage "$HOST_DIR/bin/grub-mkimage"
 
 command -v qemu-img >/dev/null ||
 	die "qemu-img not found: install qemu-utils or enable BR2_PACKAGE_HOST_QEMU ($iso is done)"
