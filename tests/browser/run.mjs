@@ -118,6 +118,30 @@ try {
   await shot(page, "04-disk-prod0");
   await page.click('nav a[href="/snapshots"]');
   await shot(page, "05-snapshots");
+
+  step("create a snapshot of prod0 to take later, take it from its page, release it");
+  await page.check('input[name="devices"][value="serial:prod0"]');
+  await page.selectOption('select[name="scratch"]', "serial:scratch0");
+  await page.check('input[name="later"]');
+  await page.click('button:has-text("Take snapshot")');
+  await page.waitForURL(/\/snapshots\/[0-9a-f-]{36}$/);
+  const snapState = page.locator("h2 .state").first();
+  if ((await snapState.textContent()).trim() !== "created") {
+    throw new Error(`a snapshot to take later shows ${await snapState.textContent()}: ${await flashText(page)}`);
+  }
+  await shot(page, "05a-snapshot-created");
+  await page.click('button:has-text("Take snapshot now")');
+  await page.locator("h2 .state", { hasText: "taken" }).waitFor();
+  seen.snapshot_take_flash = await flashText(page);
+  const images = await page.locator("dd code").allTextContents();
+  if (!images.some((i) => i.startsWith("/dev/blksnap-image"))) {
+    throw new Error(`no image after the take: ${images.join(", ")} (${seen.snapshot_take_flash})`);
+  }
+  await shot(page, "05b-snapshot-taken");
+  await page.click('button:has-text("Release snapshot")');
+  await page.waitForURL(/\/snapshots$/);
+  seen.snapshot_release_flash = await flashText(page);
+  await page.locator("td", { hasText: "No snapshot is held." }).waitFor();
   await page.click('nav a[href="/settings"]');
   await page.locator("h2", { hasText: "Backup target" }).waitFor();
   await shot(page, "06-settings");

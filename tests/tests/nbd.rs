@@ -15,9 +15,10 @@
 //! 3. the backup exported read-only (served from the repository) reads back identical to
 //!    the restored image (nbdcopy, and `qemu-img compare` over TLS), refuses writes, and
 //!    serves as the disk of a second VM (QEMU's NBD driver over TLS) that hashes it;
-//! 4. a held snapshot exported read-only compares identical to the live disk export
-//!    (`qemu-img compare` of two nbd exports), cannot be destroyed while exported, and its
-//!    difference storage cannot be exported;
+//! 4. a snapshot created with `"take": false` cannot be exported until taken; a write
+//!    between its creation and `POST .../take` is in its image and a write after the take
+//!    is not (read back over its read-only export); it cannot be taken twice, nor
+//!    destroyed while exported, and its difference storage cannot be exported;
 //! 5. a plain client is refused by a TLS export, a client not on the allow-list is
 //!    refused, and no kernel defect shows in the serial log.
 
@@ -43,6 +44,8 @@ const PAGE: usize = 4096;
 const HOST_IN_GUEST: &str = "10.0.2.2";
 /// What the writer has produced before the backup starts.
 const WRITTEN_BEFORE_BACKUP: usize = 12 << 20;
+/// What step 4 writes at the start of prod0 around the take.
+const SNAP_WRITE: usize = 1 << 20;
 
 fn text(out: &Output) -> String {
     format!(
@@ -376,23 +379,66 @@ fn nbd_exports_with_real_clients() {
         .unwrap_or("")
         .contains("exported as prod0-backup"));
 
-    // 4. A held snapshot's image, exported read-only, equals the live disk.
+    // 4. A snapshot created for later holds the disk as it was when taken: a write
+    //    between creation and take is in its image, a write after the take is not.
     let snap = api.ok(
         "POST",
         "/api/v1/snapshots",
-        Some(json!({"devices": ["prod0"], "storage": {"kind": "device", "device": "scratch0"}})),
+        Some(json!({"devices": ["prod0"], "storage": {"kind": "device", "device": "scratch0"}, "take": false})),
         201,
     );
+    assert_eq!(snap["state"], "created", "{snap}");
+    assert!(snap["devices"][0]["image"].is_null(), "{snap}");
     let snap_id = snap["id"].as_str().expect("snapshot id").to_owned();
+    let snap_source = json!({"kind": "snapshot", "snapshot": snap_id, "device": "prod0"});
+    let untaken = api.call(
+        "POST",
+        "/api/v1/exports",
+        Some(json!({"name": "prod0-snap", "source": snap_source, "allow": [HOST_IN_GUEST]})),
+    );
+    assert_eq!(untaken.status, 400, "{}", untaken.body);
+    assert!(untaken.body.contains("not taken yet"), "{}", untaken.body);
+    let before_take = noise(SNAP_WRITE, 3);
+    let after_take = noise(SNAP_WRITE, 4);
+    let write_head = |name: &str, data: &[u8]| {
+        let file = dir.join(name);
+        std::fs::write(&file, data).expect("write pattern");
+        let out = run(Command::new("nbdcopy").arg(&file).arg(nbd.tls_uri("prod0")));
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    write_head("pattern-c.img", &before_take);
+    let taken = api.ok(
+        "POST",
+        &format!("/api/v1/snapshots/{snap_id}/take"),
+        None,
+        200,
+    );
+    assert_eq!(taken["state"], "taken", "{taken}");
+    assert!(taken["devices"][0]["image"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("/dev/blksnap-image")));
+    let again = api.call("POST", &format!("/api/v1/snapshots/{snap_id}/take"), None);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.json()["code"], "invalid_state");
+    write_head("pattern-d.img", &after_take);
     api.ok(
         "POST",
         "/api/v1/exports",
-        Some(json!({"name": "prod0-snap", "source": {"kind": "snapshot", "snapshot": snap_id, "device": "prod0"}, "allow": [HOST_IN_GUEST]})),
+        Some(json!({"name": "prod0-snap", "source": snap_source, "allow": [HOST_IN_GUEST]})),
         201,
     );
-    let cmp = nbd.qemu_compare("prod0-snap", "prod0");
-    assert!(cmp.status.success(), "{}", text(&cmp));
-    assert!(text(&cmp).contains("Images are identical"));
+    let snap_file = dir.join("snapshot-read.img");
+    let out = run(Command::new("nbdcopy")
+        .arg(nbd.tls_uri("prod0-snap"))
+        .arg(&snap_file));
+    assert!(out.status.success(), "{}", text(&out));
+    let mut expected = b.clone();
+    expected[..SNAP_WRITE].copy_from_slice(&before_take);
+    let image = std::fs::read(&snap_file).expect("snapshot image");
+    assert!(
+        image == expected,
+        "the snapshot image is not the disk at the take"
+    );
     // The snapshot's difference storage cannot be exported while it is in use.
     let storage = api.call(
         "POST",

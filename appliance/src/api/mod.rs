@@ -137,6 +137,7 @@ fn resources(router: Router<AppState>) -> Router<AppState> {
             get(snapshots::get).delete(snapshots::destroy),
         )
         .route("/api/v1/snapshots/{id}/images", get(snapshots::images))
+        .route("/api/v1/snapshots/{id}/take", post(snapshots::take))
         .route("/api/v1/backups", get(backups::list).post(backups::start))
         .route(
             "/api/v1/backups/{id}",

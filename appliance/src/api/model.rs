@@ -155,6 +155,15 @@ pub struct CreateSnapshotRequest {
     /// Devices to snapshot together (id, serial or kernel name).
     pub devices: Vec<String>,
     pub storage: DiffStorageRequest,
+    /// Take the snapshot at once (the default). `false`: it is only created, and
+    /// `POST /api/v1/snapshots/{id}/take` picks the instant.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub take: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One device of a snapshot.

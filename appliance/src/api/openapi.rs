@@ -55,7 +55,8 @@ impl Modify for Security {
     paths(
         system::health, auth::login, auth::logout, system::shutdown, document,
         devices::list, devices::get,
-        snapshots::list, snapshots::create, snapshots::get, snapshots::images, snapshots::destroy,
+        snapshots::list, snapshots::create, snapshots::take, snapshots::get, snapshots::images,
+        snapshots::destroy,
         backups::list, backups::start, backups::get, backups::delete, backups::restore,
         backups::verify, backups::export,
         jobs::list, jobs::get, jobs::cancel,

@@ -1,11 +1,12 @@
-//! Snapshots held on request: `POST /api/v1/snapshots` creates and takes one over a set of
-//! devices with difference storage; it stays until `DELETE /api/v1/snapshots/{id}` (or
+//! Snapshots held on request: `POST /api/v1/snapshots` creates one over a set of devices
+//! with difference storage and takes it (or, with `"take": false`, leaves the instant to
+//! `POST /api/v1/snapshots/{id}/take`); it stays until `DELETE /api/v1/snapshots/{id}` (or
 //! shutdown). Snapshots of running backups are listed too, with their job.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use snapcore::SessionOptions;
+use snapcore::{SessionOptions, Take};
 
 use super::failure::{blocking, ApiJson, ApiPath};
 use super::model::{CreateSnapshotRequest, SnapshotDeviceView, SnapshotView};
@@ -29,7 +30,8 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<SnapshotView>> {
     Json(views)
 }
 
-/// Creates a snapshot of `devices` with `storage` as difference storage, and takes it.
+/// Creates a snapshot of `devices` with `storage` as difference storage, and takes it
+/// unless `take` is `false`.
 #[utoipa::path(post, path = "/api/v1/snapshots", tag = "snapshots",
     request_body = CreateSnapshotRequest,
     responses((status = 201, body = SnapshotView), (status = 400, body = ErrorBody),
@@ -40,12 +42,13 @@ pub async fn create(
     ApiJson(request): ApiJson<CreateSnapshotRequest>,
 ) -> Result<(StatusCode, Json<SnapshotView>), ApiError> {
     let services = state.services.clone();
+    let take = if request.take { Take::Now } else { Take::Later };
     let info = blocking(move || {
         let devices: Vec<&str> = request.devices.iter().map(String::as_str).collect();
         let storage = request.storage.into();
         Ok(services
             .jobs
-            .create_snapshot(&devices, &storage, &SessionOptions::default())?)
+            .create_snapshot(&devices, &storage, &SessionOptions::default(), take)?)
     })
     .await?;
     let names: Vec<&str> = info
@@ -57,12 +60,37 @@ pub async fn create(
         Level::Info,
         "snapshot",
         format!(
-            "snapshot {} of {} taken on request",
+            "snapshot {} of {} {} on request",
             info.id,
-            names.join(", ")
+            names.join(", "),
+            if take == Take::Now {
+                "taken"
+            } else {
+                "created (to be taken)"
+            }
         ),
     );
     Ok((StatusCode::CREATED, Json(SnapshotView::new(&info, None))))
+}
+
+/// Takes a snapshot created with `"take": false`: this is its point in time.
+#[utoipa::path(post, path = "/api/v1/snapshots/{id}/take", tag = "snapshots",
+    params(("id" = String, Path, description = "the snapshot's uuid")),
+    responses((status = 200, body = SnapshotView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn take(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SnapshotView>, ApiError> {
+    let services = state.services.clone();
+    let info = blocking(move || Ok(services.jobs.take_snapshot(&id)?)).await?;
+    state.services.events.record(
+        Level::Info,
+        "snapshot",
+        format!("snapshot {} taken on request", info.id),
+    );
+    Ok(Json(SnapshotView::new(&info, None)))
 }
 
 /// One live snapshot.

@@ -11,7 +11,7 @@ use crate::cli::ClientArgs;
 pub enum Verb {
     /// List disks and partitions.
     Devices(ClientArgs),
-    /// Create, list or destroy snapshots held on request.
+    /// Create, take, list or destroy snapshots held on request.
     #[command(subcommand)]
     Snapshot(SnapshotVerb),
     /// Start a backup of a device (incremental when a usable parent exists).
@@ -33,12 +33,14 @@ pub enum Verb {
 /// `appliance snapshot ...`.
 #[derive(Debug, Subcommand)]
 pub enum SnapshotVerb {
-    /// Create and take a snapshot of one or more devices.
+    /// Create and take a snapshot of one or more devices (with --later: only create it).
     Create(SnapshotCreateArgs),
+    /// Take a snapshot created with --later: this is its point in time.
+    Take(SnapshotIdArgs),
     /// List live snapshots.
     List(ClientArgs),
     /// Destroy a snapshot held on request.
-    Destroy(SnapshotDestroyArgs),
+    Destroy(SnapshotIdArgs),
 }
 
 /// Where the difference storage goes: a scratch device, or a file on a mounted
@@ -68,13 +70,16 @@ pub struct SnapshotCreateArgs {
     pub devices: Vec<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// Only create the snapshot; `snapshot take ID` takes it.
+    #[arg(long)]
+    pub later: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
 
-/// `appliance snapshot destroy`.
+/// `appliance snapshot take` and `appliance snapshot destroy`.
 #[derive(Debug, Clone, Args)]
-pub struct SnapshotDestroyArgs {
+pub struct SnapshotIdArgs {
     /// The snapshot's uuid.
     pub id: String,
     #[command(flatten)]

@@ -91,7 +91,7 @@ fn client_of_mut(verb: &mut Verb) -> &mut ClientArgs {
         Verb::Devices(c) | Verb::Backups(c) | Verb::Jobs(c) => c,
         Verb::Snapshot(SnapshotVerb::Create(a)) => &mut a.client,
         Verb::Snapshot(SnapshotVerb::List(c)) => c,
-        Verb::Snapshot(SnapshotVerb::Destroy(a)) => &mut a.client,
+        Verb::Snapshot(SnapshotVerb::Destroy(a) | SnapshotVerb::Take(a)) => &mut a.client,
         Verb::Backup(a) => &mut a.client,
         Verb::Restore(a) => &mut a.client,
         Verb::Verify(a) => &mut a.client,
@@ -115,7 +115,7 @@ fn client_of(verb: &Verb) -> &ClientArgs {
         Verb::Devices(c) | Verb::Backups(c) | Verb::Jobs(c) => c,
         Verb::Snapshot(SnapshotVerb::Create(a)) => &a.client,
         Verb::Snapshot(SnapshotVerb::List(c)) => c,
-        Verb::Snapshot(SnapshotVerb::Destroy(a)) => &a.client,
+        Verb::Snapshot(SnapshotVerb::Destroy(a) | SnapshotVerb::Take(a)) => &a.client,
         Verb::Backup(a) => &a.client,
         Verb::Restore(a) => &a.client,
         Verb::Verify(a) => &a.client,
@@ -152,10 +152,18 @@ fn dispatch(verb: Verb) -> Result<(), Failure> {
         Verb::Snapshot(SnapshotVerb::Create(a)) => {
             let storage = storage(&a.storage)?
                 .ok_or_else(|| Failure::Other("give --scratch or --scratch-file".into()))?;
-            let body = json!({ "devices": a.devices, "storage": storage });
+            let body = json!({ "devices": a.devices, "storage": storage, "take": !a.later });
             show(
                 &a.client,
                 &post(&a.client, "/api/v1/snapshots", &body)?,
+                render::snapshot,
+            );
+        }
+        Verb::Snapshot(SnapshotVerb::Take(a)) => {
+            let path = format!("/api/v1/snapshots/{}/take", segment(&a.id));
+            show(
+                &a.client,
+                &post(&a.client, &path, &json!({}))?,
                 render::snapshot,
             );
         }

@@ -45,7 +45,7 @@ fn listing_verbs_take_json_and_socket() {
 }
 
 #[test]
-fn snapshot_create_and_destroy() {
+fn snapshot_create_take_and_destroy() {
     match verb(&[
         "snapshot",
         "create",
@@ -60,9 +60,27 @@ fn snapshot_create_and_destroy() {
             assert_eq!(a.devices, ["prod0", "vdb"]);
             assert_eq!(a.storage.scratch.as_deref(), Some("scratch0"));
             assert!(!a.storage.overwrite);
+            assert!(!a.later);
         }
         other => panic!("{other:?}"),
     }
+    match verb(&[
+        "snapshot",
+        "create",
+        "--device",
+        "prod0",
+        "--scratch",
+        "scratch0",
+        "--later",
+    ]) {
+        Verb::Snapshot(SnapshotVerb::Create(a)) => assert!(a.later),
+        other => panic!("{other:?}"),
+    }
+    match verb(&["snapshot", "take", "0b0e-uuid"]) {
+        Verb::Snapshot(SnapshotVerb::Take(a)) => assert_eq!(a.id, "0b0e-uuid"),
+        other => panic!("{other:?}"),
+    }
+    rejects(&["snapshot", "take"]);
     rejects(&["snapshot", "create", "--scratch", "scratch0"]);
     rejects(&[
         "snapshot",

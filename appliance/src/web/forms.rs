@@ -9,7 +9,7 @@ use axum::Form;
 use ipnet::IpNet;
 use serde::Deserialize;
 use snapcore::jobs::{ExportFormat, JobId};
-use snapcore::{DiffStorage, SessionOptions};
+use snapcore::{DiffStorage, SessionOptions, Take};
 
 use super::pages::{layout, message};
 use super::views::{bytes, MessagePage};
@@ -310,7 +310,8 @@ pub async fn cancel_job(
     done(&state, &session, kind, text, &format!("/jobs/{id}"))
 }
 
-/// `POST /snapshots`: creates and takes a snapshot held until destroyed.
+/// `POST /snapshots`: creates a snapshot held until destroyed, and takes it unless the
+/// form asks to take it later (from its page).
 pub async fn create_snapshot(
     State(state): State<AppState>,
     session: WebSession,
@@ -321,18 +322,70 @@ pub async fn create_snapshot(
         Err(r) => return *r,
     };
     let devices = form.all("devices");
+    let take = if form.get("later").is_empty() {
+        Take::Now
+    } else {
+        Take::Later
+    };
     let result = match storage(&form) {
         Ok(storage) => {
             run(&state, move |s| {
                 let names: Vec<&str> = devices.iter().map(String::as_str).collect();
                 Ok(s.jobs
-                    .create_snapshot(&names, &storage, &SessionOptions::default())?)
+                    .create_snapshot(&names, &storage, &SessionOptions::default(), take)?)
             })
             .await
         }
         Err(e) => Err(e),
     };
+    let (done_what, failed_what) = match take {
+        Take::Now => ("taken", "taken"),
+        Take::Later => ("created (not taken yet)", "created"),
+    };
     match result {
+        Ok(info) => {
+            state.services.events.record(
+                Level::Info,
+                "snapshot",
+                format!("snapshot {} {done_what} on request", info.id),
+            );
+            let next = match take {
+                Take::Now => "",
+                Take::Later => " Take it when the disks are in the state you want.",
+            };
+            done(
+                &state,
+                &session,
+                FlashKind::Success,
+                format!(
+                    "Snapshot {done_what}: {} of difference storage ready.{next}",
+                    bytes(info.storage.total_bytes)
+                ),
+                &format!("/snapshots/{}", info.id),
+            )
+        }
+        Err(e) => done(
+            &state,
+            &session,
+            FlashKind::Error,
+            format!("The snapshot was not {failed_what}: {e}"),
+            "/snapshots",
+        ),
+    }
+}
+
+/// `POST /snapshots/{id}/take`: the point in time of a snapshot created for later.
+pub async fn take_snapshot(
+    State(state): State<AppState>,
+    session: WebSession,
+    ApiPath(id): ApiPath<String>,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let shown = id.clone();
+    match run(&state, move |s| Ok(s.jobs.take_snapshot(&id)?)).await {
         Ok(info) => {
             state.services.events.record(
                 Level::Info,
@@ -343,19 +396,16 @@ pub async fn create_snapshot(
                 &state,
                 &session,
                 FlashKind::Success,
-                format!(
-                    "Snapshot taken: {} of difference storage ready.",
-                    bytes(info.storage.total_bytes)
-                ),
-                &format!("/snapshots/{}", info.id),
+                format!("Snapshot {shown} taken; its images are readable."),
+                &format!("/snapshots/{shown}"),
             )
         }
         Err(e) => done(
             &state,
             &session,
             FlashKind::Error,
-            format!("The snapshot was not taken: {e}"),
-            "/snapshots",
+            format!("Snapshot {shown} was not taken: {e}"),
+            &format!("/snapshots/{shown}"),
         ),
     }
 }

@@ -45,6 +45,7 @@ pub fn pages(router: Router<AppState>) -> Router<AppState> {
         )
         .route("/snapshots/{id}", get(pages::snapshot))
         .route("/snapshots/{id}/destroy", post(forms::destroy_snapshot))
+        .route("/snapshots/{id}/take", post(forms::take_snapshot))
         .route("/jobs", get(pages::jobs))
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/cancel", post(forms::cancel_job))

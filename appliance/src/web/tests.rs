@@ -257,6 +257,29 @@ async fn bad_input_gives_json_4xx() {
             "invalid_argument",
         ),
         (
+            Method::POST,
+            "/api/v1/snapshots/not-a-uuid/take",
+            None,
+            400,
+            "invalid_argument",
+        ),
+        (
+            Method::POST,
+            "/api/v1/snapshots/5d1b3c1e-0000-4000-8000-000000000000/take",
+            None,
+            404,
+            "snapshot_not_found",
+        ),
+        (
+            Method::POST,
+            "/api/v1/snapshots",
+            Some(
+                r#"{"devices":["prod0"],"storage":{"kind":"device","device":"scratch0"},"take":"later"}"#,
+            ),
+            400,
+            "bad_request",
+        ),
+        (
             Method::GET,
             "/api/v1/files/other/x",
             None,
@@ -537,6 +560,7 @@ fn openapi_document_names_every_resource() {
     for path in [
         "/api/v1/devices",
         "/api/v1/snapshots/{id}",
+        "/api/v1/snapshots/{id}/take",
         "/api/v1/backups/{id}/restore",
         "/api/v1/jobs/{id}/cancel",
         "/api/v1/target/test",

@@ -87,6 +87,6 @@ mod util;
 pub use devices::{Device, Scanner};
 pub use driver::{Kernel, SnapshotDriver};
 pub use error::{chain, DeviceError, JobError, SessionError};
-pub use jobs::{JobManager, JobManagerConfig};
+pub use jobs::{JobManager, JobManagerConfig, Take};
 pub use session::{SessionOptions, SnapshotSession};
 pub use storage::DiffStorage;

@@ -310,6 +310,9 @@ impl Shared {
 pub struct SnapshotSession {
     shared: Arc<Shared>,
     watcher: Mutex<Option<JoinHandle<()>>>,
+    /// Held by [`SnapshotSession::take`] and [`SnapshotSession::destroy`]: one of them at
+    /// a time, and a second take sees the first one's state.
+    transition: Mutex<()>,
     dev_dir: PathBuf,
 }
 
@@ -411,6 +414,7 @@ impl SnapshotSession {
         let session = SnapshotSession {
             shared: shared.clone(),
             watcher: Mutex::new(None),
+            transition: Mutex::new(()),
             dev_dir: scanner.dev_dir.clone(),
         };
         // CREATE queues a low-free-space event at once (no storage yet); the first piece
@@ -468,6 +472,7 @@ impl SnapshotSession {
 
     /// TAKE: the point in time. Waits for the image device nodes.
     pub fn take(&self) -> Result<(), SessionError> {
+        let _transition = self.transition.lock().unwrap_or_else(|e| e.into_inner());
         let state = self.state();
         if state != SessionState::Created {
             return Err(SessionError::InvalidState {
@@ -563,6 +568,7 @@ impl SnapshotSession {
     /// Destroys the snapshot (images, difference storage) and releases a storage file.
     /// Idempotent. Trackers stay attached for the next incremental backup.
     pub fn destroy(&self) -> Result<(), SessionError> {
+        let _transition = self.transition.lock().unwrap_or_else(|e| e.into_inner());
         self.shared.stop.store(true, Ordering::SeqCst);
         let handle = self
             .watcher

@@ -55,6 +55,15 @@ use crate::session::{SessionInfo, SessionOptions, SnapshotSession};
 use crate::storage::DiffStorage;
 use crate::util::{lock, unix_now};
 
+/// When [`JobManager::create_snapshot`] takes the new snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// At once: the point in time is the creation.
+    Now,
+    /// On [`JobManager::take_snapshot`].
+    Later,
+}
+
 /// How a [`JobManager`] is set up.
 #[derive(Debug, Clone)]
 pub struct JobManagerConfig {
@@ -360,13 +369,17 @@ impl JobManager {
         }
     }
 
-    /// Creates and takes a snapshot that stays until [`JobManager::destroy_snapshot`] (or
-    /// shutdown), e.g. to read or export its images.
+    /// Creates a snapshot that stays until [`JobManager::destroy_snapshot`] (or shutdown),
+    /// e.g. to read or export its images. With [`Take::Now`] it is taken at once; with
+    /// [`Take::Later`] it waits in state created, tracking nothing yet, for
+    /// [`JobManager::take_snapshot`] (the caller picks the instant, e.g. once an
+    /// application is quiesced). A snapshot whose take fails is destroyed.
     pub fn create_snapshot(
         &self,
         devices: &[&str],
         storage: &DiffStorage,
         opts: &SessionOptions,
+        take: Take,
     ) -> Result<SessionInfo, SessionError> {
         let s = SnapshotSession::create(
             &self.mgr.cfg.kernel,
@@ -375,7 +388,10 @@ impl JobManager {
             storage,
             opts,
         )?;
-        s.take()?;
+        if take == Take::Now {
+            // Dropping the session on failure destroys the snapshot.
+            s.take()?;
+        }
         let info = s.info();
         lock(&self.mgr.sessions).insert(
             s.id(),
@@ -385,6 +401,26 @@ impl JobManager {
             },
         );
         Ok(info)
+    }
+
+    /// TAKE for a held snapshot created with [`Take::Later`]. A snapshot already taken,
+    /// or one that belongs to a backup job, is refused.
+    pub fn take_snapshot(&self, id: &str) -> Result<SessionInfo, JobError> {
+        let sid = parse_snapshot_id(id)?;
+        let session = match lock(&self.mgr.sessions).get(&sid) {
+            None => return Err(JobError::SnapshotNotFound(id.to_owned())),
+            Some(SessionEntry {
+                owner: Some(job), ..
+            }) => {
+                return Err(JobError::SnapshotOwned {
+                    id: id.to_owned(),
+                    job: *job,
+                })
+            }
+            Some(entry) => entry.session.clone(),
+        };
+        session.take()?;
+        Ok(session.info())
     }
 
     /// Every live session: held ones and those of running backups.

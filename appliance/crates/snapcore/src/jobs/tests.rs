@@ -15,6 +15,7 @@ use repo::{
 use super::*;
 use crate::cbt::BackupMode;
 use crate::driver::SnapshotDriver;
+use crate::session::SessionState;
 use crate::testutil::{noise, FakeHost, MIB, PROD};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(60));
@@ -523,7 +524,12 @@ fn held_snapshots_and_shutdown() {
     let h = FakeHost::new();
     let jm = manager(&h);
     let info = jm
-        .create_snapshot(&["prod0"], &DiffStorage::device("scratch0"), &fast())
+        .create_snapshot(
+            &["prod0"],
+            &DiffStorage::device("scratch0"),
+            &fast(),
+            Take::Now,
+        )
         .unwrap();
     assert_eq!(
         info.devices[0].image.as_deref(),
@@ -541,8 +547,13 @@ fn held_snapshots_and_shutdown() {
         "invalid_argument"
     );
 
-    jm.create_snapshot(&["prod0"], &DiffStorage::device("scratch0"), &fast())
-        .unwrap();
+    jm.create_snapshot(
+        &["prod0"],
+        &DiffStorage::device("scratch0"),
+        &fast(),
+        Take::Now,
+    )
+    .unwrap();
     jm.shutdown();
     assert!(h.fake.snapshot_collect().unwrap().is_empty());
     let repo = repo_at(&h.tmp.path().join("repo"));
@@ -552,4 +563,57 @@ fn held_snapshots_and_shutdown() {
             .code(),
         "shutting_down"
     );
+}
+
+#[test]
+fn a_snapshot_created_for_later_is_taken_on_request_once() {
+    let h = FakeHost::new();
+    let jm = manager(&h);
+    let info = jm
+        .create_snapshot(
+            &["prod0"],
+            &DiffStorage::device("scratch0"),
+            &fast(),
+            Take::Later,
+        )
+        .unwrap();
+    assert_eq!(info.state, SessionState::Created);
+    assert_eq!(info.taken_unix, None);
+    assert_eq!(info.devices[0].image, None);
+    assert_eq!(jm.list_snapshots()[0].state, SessionState::Created);
+
+    let taken = jm.take_snapshot(&info.id).unwrap();
+    assert_eq!(taken.state, SessionState::Taken);
+    assert!(taken.taken_unix.is_some());
+    assert_eq!(
+        taken.devices[0].image.as_deref(),
+        Some(h.dev_path("blksnap-image0").as_path())
+    );
+    let again = jm.take_snapshot(&info.id).unwrap_err();
+    assert_eq!(again.code(), "invalid_state");
+    assert!(again.to_string().contains("taken"), "{again}");
+    assert_eq!(
+        jm.take_snapshot("5d1b3c1e-0000-4000-8000-000000000000")
+            .unwrap_err()
+            .code(),
+        "snapshot_not_found"
+    );
+    assert_eq!(
+        jm.take_snapshot("zz").unwrap_err().code(),
+        "invalid_argument"
+    );
+
+    jm.destroy_snapshot(&info.id).unwrap();
+
+    // One never taken is destroyed like any other.
+    let later = jm
+        .create_snapshot(
+            &["prod0"],
+            &DiffStorage::device("scratch0"),
+            &fast(),
+            Take::Later,
+        )
+        .unwrap();
+    jm.destroy_snapshot(&later.id).unwrap();
+    assert!(h.fake.snapshot_collect().unwrap().is_empty());
 }
