@@ -168,7 +168,7 @@ pub fn run() -> Result<()> {
             "compression_ratio": full.new_bytes as f64 / full.stored_bytes.max(1) as f64,
             "total_reduction": size as f64 / full.stored_bytes.max(1) as f64,
         });
-        proto::bench(&json.to_string());
+        proto::PROTO.bench(&json.to_string());
     }
     jm.shutdown();
     Ok(())

@@ -114,7 +114,7 @@ pub fn run_all() {
     let mut w = match setup() {
         Ok(w) => w,
         Err(e) => {
-            proto::fail("setup", &format!("{e:#}"));
+            proto::PROTO.fail("setup", &format!("{e:#}"));
             return;
         }
     };
@@ -919,7 +919,7 @@ fn module_missing(w: &mut World) -> Result<()> {
         }
     }
     sysboot::modules::unload("blksnap").context("rmmod blksnap")?;
-    proto::unloaded();
+    proto::PROTO.unloaded();
     let jm = env::manager();
     check!(!jm.kernel().available(), "the module still answers");
     check!(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use blksnap::{Blksnap, DevId, ImageInfo, SectorRange, SnapshotId};
@@ -54,12 +54,8 @@ impl Ctx {
 
 /// Waits for a path (a device node from devtmpfs) to appear.
 pub fn wait_path(path: &Path, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    while !path.exists() {
-        if start.elapsed() > timeout {
-            bail!("{} did not appear within {timeout:?}", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if !sysboot::testguest::wait_for_path(path, timeout) {
+        bail!("{} did not appear within {timeout:?}", path.display());
     }
     Ok(())
 }

@@ -30,11 +30,7 @@ const FUNCTIONAL_DISKS: &[&str] = &["orig0", "orig1", "store0", "store1"];
 const BENCH_DISKS: &[&str] = &["bench0", "bcow0"];
 
 fn main() {
-    install_panic_hook();
-    if let Err(e) = sysboot::mounts::mount_early() {
-        proto::fail("boot", &format!("mounts: {e}"));
-    }
-    let cmdline = sysboot::cmdline::read().unwrap_or_default();
+    let cmdline = proto::PROTO.start();
     let names = scenario_names(&cmdline);
     note!("scenarios: {}", names.join(","));
     match boot(&cmdline, &names) {
@@ -42,20 +38,10 @@ fn main() {
             run_all(&ctx, &names);
             finish(&ctx);
         }
-        Err(e) => proto::fail("boot", &format!("{e:#}")),
+        Err(e) => proto::PROTO.fail("boot", &format!("{e:#}")),
     }
-    proto::end();
+    proto::PROTO.end();
     sysboot::power::sync_and_poweroff();
-}
-
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let thread = std::thread::current();
-        sysboot::console::log(&format!(
-            "ktest: panic in thread {}: {info}",
-            thread.name().unwrap_or("?")
-        ));
-    }));
 }
 
 /// `ktest.scenario=a,b` | `all` | `bench` (default: all).
@@ -76,22 +62,12 @@ fn scenario_names(cmdline: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 fn boot(cmdline: &BTreeMap<String, String>, names: &[String]) -> Result<Ctx> {
-    let release = sysboot::modules::kernel_release()?;
-    let modules_dir = Path::new("/lib/modules").join(&release);
-    let index = sysboot::modules::ModuleIndex::open(&modules_dir)
-        .with_context(|| format!("modules.dep of {release}"))?;
-    for name in MODULES_LIST
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        index
-            .load(name, "")
-            .with_context(|| format!("load module {name}"))?;
-    }
+    let index = sysboot::modules::ModuleIndex::open_running()?;
+    index.load_list(MODULES_LIST).context("modules.list")?;
+    let modules_dir = index.root().to_path_buf();
     let modparams = cmdline
         .get("ktest.modparams")
-        .map(|p| p.split(',').collect::<Vec<_>>().join(" "))
+        .map(|p| p.replace(',', " "))
         .unwrap_or_default();
     let rounds = cmdline
         .get("ktest.rounds")
@@ -133,11 +109,11 @@ fn boot(cmdline: &BTreeMap<String, String>, names: &[String]) -> Result<Ctx> {
 fn run_all(ctx: &Ctx, names: &[String]) {
     for name in names {
         let Some(run) = scenarios::find(name) else {
-            proto::begin(name);
-            proto::fail(name, "unknown scenario");
+            proto::PROTO.begin(name);
+            proto::PROTO.fail(name, "unknown scenario");
             continue;
         };
-        proto::begin(name);
+        proto::PROTO.begin(name);
         watchdog::arm(name);
         let start = Instant::now();
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(ctx)));
@@ -148,22 +124,7 @@ fn run_all(ctx: &Ctx, names: &[String]) {
                 note!("cleanup after {name}: {e:#}");
             }
         }
-        let secs = start.elapsed().as_secs_f64();
-        match outcome {
-            Ok(Ok(())) => {
-                note!("{name} took {secs:.1} s");
-                proto::pass(name);
-            }
-            Ok(Err(e)) => proto::fail(name, &format!("{e:#} (after {secs:.1} s)")),
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_else(|| "non-string panic".to_owned());
-                proto::fail(name, &format!("panicked: {msg}"));
-            }
-        }
+        proto::PROTO.report(name, outcome, start.elapsed());
     }
 }
 
@@ -177,8 +138,8 @@ fn finish(ctx: &Ctx) {
     // The module may have been unloaded by a scenario (cycles) and not come
     // back: then there is nothing to unload.
     match ctx.unload_blksnap() {
-        Ok(()) => proto::unloaded(),
-        Err(e) => proto::fail("unload", &format!("{e:#}")),
+        Ok(()) => proto::PROTO.unloaded(),
+        Err(e) => proto::PROTO.fail("unload", &format!("{e:#}")),
     }
 }
 

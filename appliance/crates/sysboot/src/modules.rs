@@ -131,12 +131,14 @@ impl ModuleIndex {
     pub fn listed(&self) -> Result<Vec<String>, Error> {
         let path = self.root.join(LOAD_LIST);
         let text = std::fs::read_to_string(&path).map_err(|source| Error::Read { path, source })?;
-        Ok(text
-            .lines()
-            .map(|line| line.split('#').next().unwrap_or("").trim())
-            .filter(|name| !name.is_empty())
-            .map(str::to_owned)
-            .collect())
+        Ok(list_names(&text).map(str::to_owned).collect())
+    }
+
+    /// Loads every module named in `list` (a module list: one name a line, `#`
+    /// comments, as `images/modules.list`), in order, without parameters; stops at the
+    /// first failure.
+    pub fn load_list(&self, list: &str) -> Result<(), Error> {
+        list_names(list).try_for_each(|name| self.load(name, ""))
     }
 
     /// Loads every module of [`ModuleIndex::listed`] in order, going on past failures;
@@ -220,6 +222,13 @@ pub fn kernel_release() -> Result<String, Error> {
 /// Whether `/sys/module/<name>` exists (loaded, or built in with parameters).
 pub fn is_loaded(name: &str) -> bool {
     Path::new("/sys/module").join(normalize(name)).exists()
+}
+
+/// The names of a module list, in order: blank lines and `#` comments skipped.
+fn list_names(list: &str) -> impl Iterator<Item = &str> {
+    list.lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|name| !name.is_empty())
 }
 
 /// The kernel's spelling of a module name: dashes become underscores.
@@ -363,6 +372,10 @@ kernel/drivers/md/dm-mod.ko.xz:
         )
         .expect("write modules.load");
         assert_eq!(index.listed().expect("listed"), ["ext4", "virtio-blk"]);
+        assert_eq!(
+            list_names("# head\nvirtio_pci\n  dm_mod \n\n").collect::<Vec<_>>(),
+            ["virtio_pci", "dm_mod"]
+        );
     }
 
     #[test]

@@ -246,7 +246,7 @@ fn report(rows: &[Row], chunk: u64) {
     };
     for r in rows {
         let runs: Vec<String> = r.runs.iter().map(|v| format!("{v:.2}")).collect();
-        proto::bench(&format!(
+        proto::PROTO.bench(&format!(
             "{{\"config\":\"{}\",\"workload\":\"{}\",\"mbps\":{:.2},\"ratio\":{:.3},\"runs\":[{}],\"chunk\":{chunk}}}",
             r.config,
             r.workload.name(),
