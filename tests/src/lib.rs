@@ -6,6 +6,7 @@
 //! | [`build`]    | building binaries, the module and initramfs images (serialised)       |
 //! | [`qemu`]     | VM configuration, start, serial log polling, guaranteed kill          |
 //! | [`qmp`]      | QEMU Machine Protocol commands (power button, status)                 |
+//! | [`guest`]    | booting a test guest (tests/ktest, tests/coreguest), its result lines |
 //! | [`logcheck`] | kernel defects in a serial log                                        |
 //! | [`data`]     | deterministic test bytes                                              |
 //! | [`ganesha`]  | a real NFS server (NFS-Ganesha, NFSv4) on 127.0.0.1 for NFS targets    |
@@ -21,6 +22,7 @@ pub mod data;
 mod error;
 pub mod ganesha;
 pub mod garage;
+pub mod guest;
 mod lock;
 pub mod logcheck;
 pub mod paths;

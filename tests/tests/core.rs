@@ -14,8 +14,9 @@ mod core_vm;
 
 use std::time::Duration;
 
+use appliance_tests::guest::{Outcome, Run};
 use appliance_tests::{logcheck, paths};
-use core_vm::{Outcome, Run, BENCH_DISKS, FUNCTIONAL, FUNCTIONAL_DISKS};
+use core_vm::{BENCH_DISKS, FUNCTIONAL, FUNCTIONAL_DISKS, GUEST};
 
 /// A small diff_storage_minimum (32 MiB: low-free-space events at 16 MiB left), so events
 /// come with small difference storage, yet with more headroom than the module copies at
@@ -32,15 +33,14 @@ fn where_(out: &Outcome) -> String {
 
 #[test]
 fn supervisor_core_functional() {
-    let out = Run {
+    let out = GUEST.boot(&Run {
         name: "core-functional",
         scenario: "functional",
-        modparams: MODPARAMS,
+        modparams: Some(MODPARAMS),
         disks: FUNCTIONAL_DISKS,
         timeout: Duration::from_secs(2400),
         memory_mb: 1024,
-    }
-    .go();
+    });
     if !out.failed.is_empty() {
         let fails: Vec<String> = out
             .failed
@@ -66,15 +66,14 @@ fn supervisor_core_functional() {
 #[test]
 #[ignore = "benchmark: boots a VM for several minutes"]
 fn supervisor_core_bench() {
-    let out = Run {
+    let out = GUEST.boot(&Run {
         name: "core-bench",
         scenario: "bench",
-        modparams: "",
+        modparams: Some(""),
         disks: BENCH_DISKS,
         timeout: Duration::from_secs(3600),
         memory_mb: 1024,
-    }
-    .go();
+    });
     assert!(out.failed.is_empty(), "{:?}\n{}", out.failed, where_(&out));
     assert!(
         out.passed.iter().any(|p| p == "bench"),
@@ -90,20 +89,4 @@ fn supervisor_core_bench() {
     }
     println!("figures written to {}", path.display());
     logcheck::assert_clean(&out.log, &out.log_path);
-}
-
-#[test]
-fn protocol_lines_are_parsed() {
-    let log =
-        "boot\nCORE-BEGIN devices\n[  1.0] x CORE-PASS devices\nCORE-FAIL errors: 2 wrong: a | b\n\
-               CORE-BENCH {\"config\":\"4 MiB chunks\"}\nCORE-UNLOADED\nCORE-END\n";
-    let out = Outcome::parse(log);
-    assert_eq!(out.begun, ["devices"]);
-    assert_eq!(out.passed, ["devices"]);
-    assert_eq!(
-        out.failed,
-        [("errors".to_owned(), "2 wrong: a | b".to_owned())]
-    );
-    assert_eq!(out.bench, ["{\"config\":\"4 MiB chunks\"}"]);
-    assert!(out.unloaded && out.ended);
 }

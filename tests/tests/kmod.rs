@@ -9,19 +9,20 @@ mod ktest_vm;
 
 use std::time::Duration;
 
+use appliance_tests::guest::{Outcome, Run};
 use appliance_tests::logcheck;
-use ktest_vm::{Outcome, Run};
+use ktest_vm::{FUNCTIONAL_DISKS, GUEST};
 
 fn scenario(name: &str, timeout_secs: u64, modparams: Option<&str>) {
     let vm_name = format!("kmod-{name}");
-    let out = Run {
+    let out = GUEST.boot(&Run {
         name: &vm_name,
         scenario: name,
         modparams,
+        disks: FUNCTIONAL_DISKS,
         timeout: Duration::from_secs(timeout_secs),
-        bench: false,
-    }
-    .go();
+        memory_mb: 1024,
+    });
     check(name, &out);
 }
 
@@ -105,14 +106,14 @@ fn bad_input() {
 #[test]
 #[ignore = "long: every scenario in one VM"]
 fn all_in_one_boot() {
-    let out = Run {
+    let out = GUEST.boot(&Run {
         name: "kmod-all",
         scenario: "all",
         modparams: None,
+        disks: FUNCTIONAL_DISKS,
         timeout: Duration::from_secs(2400),
-        bench: false,
-    }
-    .go();
+        memory_mb: 1024,
+    });
     for name in [
         "consistency",
         "partitions",
@@ -126,19 +127,4 @@ fn all_in_one_boot() {
     ] {
         check(name, &out);
     }
-}
-
-#[test]
-fn protocol_lines_are_parsed() {
-    let log = "boot\nKTEST-BEGIN cbt\n[  1.0] x KTEST-PASS cbt\nKTEST-FAIL bad_input: 2 cases wrong: a | b\n\
-               KTEST-BENCH {\"config\":\"plain\"}\nKTEST-UNLOADED\nKTEST-END\n";
-    let out = Outcome::parse(log);
-    assert_eq!(out.begun, ["cbt"]);
-    assert_eq!(out.passed, ["cbt"]);
-    assert_eq!(
-        out.failed,
-        [("bad_input".to_owned(), "2 cases wrong: a | b".to_owned())]
-    );
-    assert_eq!(out.bench, ["{\"config\":\"plain\"}"]);
-    assert!(out.unloaded && out.ended);
 }

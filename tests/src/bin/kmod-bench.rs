@@ -17,7 +17,8 @@ mod ktest_vm;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ktest_vm::Run;
+use appliance_tests::guest::Run;
+use ktest_vm::{BENCH_DISKS, GUEST};
 
 /// Targets from the module's design notes (ratio to the plain disk).
 fn target(config: &str, workload: &str) -> Option<f64> {
@@ -56,14 +57,14 @@ fn main() -> ExitCode {
         "kmod-bench: booting the benchmark VM (modparams {:?}, timeout {timeout} s)",
         modparams.as_deref().unwrap_or("")
     );
-    let out = Run {
+    let out = GUEST.boot(&Run {
         name: "kmod-bench",
         scenario: "bench",
         modparams: modparams.as_deref(),
+        disks: BENCH_DISKS,
         timeout: Duration::from_secs(timeout),
-        bench: true,
-    }
-    .go();
+        memory_mb: 1024,
+    });
     let rows: Vec<Row> = out.bench.iter().filter_map(|l| parse(l)).collect();
     println!(
         "{:<22} {:<8} {:>10} {:>8} {:>8}",
