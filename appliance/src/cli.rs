@@ -26,7 +26,7 @@ pub struct Cli {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: HTTPS REST API (and later the web UI) plus the local socket.
+    /// Run the daemon: the HTTPS web UI and REST API, the NBD server and the local socket.
     Serve(ServeArgs),
     /// Run the PID 1 init sequence (mounts, modules, network, daemon supervision).
     Init,

@@ -16,7 +16,9 @@
 //! - schemathesis (in `target/venv`) against the served document with a bearer token:
 //!   no 5xx, no response that breaks the schema;
 //! - the repository in a real S3 server (Garage) and on a real NFS export (NFS-Ganesha),
-//!   both on the host.
+//!   both on the host;
+//! - a certificate from a CA made with openssl replaces the self-signed one at run time,
+//!   and curl then verifies the appliance strictly.
 //!
 //! Nothing writes to prod0 during the run (the appliance only reads it through
 //! snapshots), so the host can hash its image file before boot.
@@ -463,6 +465,143 @@ fn schemathesis_finds_no_server_errors() {
     // The appliance still answers afterwards.
     let health = call(&app.base, "GET", "/api/v1/health", None, None).expect("health");
     assert_eq!(health.status, 200);
+}
+
+// --- HTTPS certificate ---------------------------------------------------------------------
+
+/// A certificate from the admin's own CA (made with openssl on the host) replaces the
+/// self-signed one while the appliance runs: curl then verifies the appliance strictly
+/// (`--cacert`, no `-k`) at 127.0.0.1, a key that does not match is refused with the old
+/// certificate still served, and a new self-signed one can be made again.
+#[test]
+fn a_provided_https_certificate_is_served_at_once() {
+    let app = appliance();
+    let _turn = turn();
+    let api = Client::login(&app.base, PASSWORD, "webui");
+    let dir = app.dir.join("certificate");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("certificate dir");
+    let openssl = |args: &[&str]| {
+        build::run(Command::new("openssl").args(args).current_dir(&dir)).expect("openssl")
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Webui Test CA",
+    ]);
+    for name in ["leaf", "other"] {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            "/CN=appliance.test",
+        ]);
+    }
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:appliance.test\n",
+    )
+    .expect("san.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "30",
+        "-extfile",
+        "san.ext",
+    ]);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect(name);
+    let strict_health = || {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--cacert"])
+            .arg(dir.join("ca.pem"))
+            .arg(format!("{}/api/v1/health", app.base))
+            .stdin(Stdio::null())
+            .output()
+            .expect("curl")
+    };
+    let before = strict_health();
+    assert!(
+        !before.status.success(),
+        "the self-signed certificate was trusted"
+    );
+
+    let refused = api.call(
+        "PUT",
+        "/api/v1/settings/certificate",
+        Some(json!({"certificate": read("leaf.pem"), "key": read("other.key")})),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(
+        refused.json()["message"],
+        "the private key does not match the certificate"
+    );
+    assert!(!strict_health().status.success());
+
+    let installed = api.ok(
+        "PUT",
+        "/api/v1/settings/certificate",
+        Some(json!({"certificate": read("leaf.pem"), "key": read("leaf.key")})),
+        200,
+    );
+    assert_eq!(installed["subject"], "CN=appliance.test", "{installed}");
+    assert_eq!(installed["issuer"], "CN=Webui Test CA");
+    assert_eq!(installed["self_signed"], false);
+    assert_eq!(installed["names"], json!(["127.0.0.1", "appliance.test"]));
+    let fingerprint = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(dir.join("leaf.pem"))
+        .output()
+        .expect("openssl fingerprint");
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout).into_owned();
+    assert!(
+        fingerprint.trim().ends_with(
+            installed["fingerprint_sha256"]
+                .as_str()
+                .expect("fingerprint")
+        ),
+        "{fingerprint} vs {installed}"
+    );
+    let after = strict_health();
+    assert!(
+        after.status.success(),
+        "curl --cacert: {}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    assert!(String::from_utf8_lossy(&after.stdout).contains("\"status\":\"ok\""));
+    assert_eq!(
+        api.ok("GET", "/api/v1/settings/certificate", None, 200),
+        installed
+    );
+
+    let fresh = api.ok("DELETE", "/api/v1/settings/certificate", None, 200);
+    assert_eq!(fresh["self_signed"], true, "{fresh}");
+    assert!(!strict_health().status.success());
 }
 
 // --- S3 target -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use snapcore::{chain, DeviceError, JobError, SessionError};
 
 use super::ApiError;
+use crate::serve::certificate::CertificateError;
 use crate::services::ops::OpError;
 use crate::services::target::TargetError;
 use crate::services::tokens::TokenError;
@@ -31,7 +32,8 @@ pub fn status_of(code: &str) -> StatusCode {
         | "target_partitioned"
         | "target_not_a_directory"
         | "target_unusable"
-        | "export_source_unusable" => StatusCode::BAD_REQUEST,
+        | "export_source_unusable"
+        | "invalid_certificate" => StatusCode::BAD_REQUEST,
         "storage_is_snapshotted"
         | "storage_in_use"
         | "storage_has_data"
@@ -51,7 +53,7 @@ pub fn status_of(code: &str) -> StatusCode {
         | "invalid_state"
         | "cancelled"
         | "job_not_finished" => StatusCode::CONFLICT,
-        "module_not_loaded" | "shutting_down" | "nbd_not_running" => {
+        "module_not_loaded" | "shutting_down" | "nbd_not_running" | "https_not_served" => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +113,12 @@ impl From<OpError> for ApiError {
             OpError::NoFile { .. } => failed("file_not_found", e.to_string()),
             OpError::Io { .. } => failed("target_io", chain(&e)),
         }
+    }
+}
+
+impl From<CertificateError> for ApiError {
+    fn from(e: CertificateError) -> Self {
+        failed(e.code(), e.to_string())
     }
 }
 

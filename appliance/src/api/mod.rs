@@ -23,7 +23,7 @@ pub mod system;
 pub mod targets;
 
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
@@ -33,6 +33,7 @@ use tokio::sync::watch;
 pub use error::ApiError;
 
 use crate::auth::{LoginLimiter, PasswordStore, Sessions};
+use crate::serve::certificate::HttpsCertificate;
 use crate::services::Services;
 
 /// The version reported by the health call.
@@ -67,6 +68,9 @@ pub struct Inner {
     pub debug: bool,
     /// Jobs, devices, snapshots, target, API tokens, events, web UI state.
     pub services: Arc<Services>,
+    /// The certificate of the HTTPS listeners (unset when the daemon serves none, as on
+    /// the CLI's private socket).
+    pub https: OnceLock<HttpsCertificate>,
 }
 
 impl AppState {
@@ -95,6 +99,7 @@ impl AppState {
             stop,
             debug,
             services,
+            https: OnceLock::new(),
         };
         (
             AppState {
@@ -102,6 +107,13 @@ impl AppState {
             },
             stop_rx,
         )
+    }
+}
+
+impl AppState {
+    /// Hands the HTTPS listeners' certificate to the settings calls (once).
+    pub fn serve_https(&self, certificate: HttpsCertificate) {
+        let _ = self.inner.https.set(certificate);
     }
 }
 
@@ -174,6 +186,12 @@ fn resources(router: Router<AppState>) -> Router<AppState> {
         .route(
             "/api/v1/settings/tokens/{id}",
             delete(settings::revoke_token),
+        )
+        .route(
+            "/api/v1/settings/certificate",
+            get(settings::certificate)
+                .put(settings::install_certificate_call)
+                .delete(settings::regenerate_certificate_call),
         )
 }
 

@@ -595,6 +595,16 @@ pub struct PasswordChange {
     pub new_password: String,
 }
 
+/// `PUT /api/v1/settings/certificate`: a certificate for the web UI and REST API.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateInstall {
+    /// PEM: the server certificate first, then any intermediate certificates.
+    pub certificate: String,
+    /// PEM: its private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: String,
+}
+
 /// `POST /api/v1/settings/tokens`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

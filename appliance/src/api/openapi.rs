@@ -65,6 +65,8 @@ impl Modify for Security {
         exports::list, exports::create, exports::get, exports::delete, exports::ca_certificate,
         events::list,
         settings::password, settings::tokens, settings::create_token, settings::revoke_token,
+        settings::certificate, settings::install_certificate_call,
+        settings::regenerate_certificate_call,
     ),
     components(schemas(ErrorBody, system::Health, auth::LoginRequest, auth::LoginResponse,
         system::Accepted,

@@ -1,4 +1,4 @@
-//! Settings: the admin password and API tokens.
+//! Settings: the admin password, API tokens and the HTTPS certificate.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,9 +6,10 @@ use axum::{Extension, Json};
 
 use super::auth::SessionToken;
 use super::failure::{blocking, failed, ApiJson, ApiPath};
-use super::model::{PasswordChange, TokenCreate, TokenCreated, TokenView};
+use super::model::{CertificateInstall, PasswordChange, TokenCreate, TokenCreated, TokenView};
 use super::{ApiError, AppState};
 use crate::api::error::ErrorBody;
+use crate::serve::certificate::{CertificateInfo, HttpsCertificate};
 use crate::services::{unix_now, Level};
 
 /// Shortest accepted password.
@@ -125,4 +126,80 @@ pub async fn revoke_token(
         format!("API token {} ({}) revoked", record.id, record.name),
     );
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn https(state: &AppState) -> Result<&HttpsCertificate, ApiError> {
+    state
+        .https
+        .get()
+        .ok_or_else(|| failed("https_not_served", "this daemon serves no HTTPS listener"))
+}
+
+/// Installs a provided certificate and key for HTTPS (checked first: a refused pair
+/// changes nothing). Shared with the web form.
+pub fn install_certificate(
+    state: &AppState,
+    certificate: &str,
+    key: &str,
+) -> Result<CertificateInfo, ApiError> {
+    let info = https(state)?.install(certificate, key)?;
+    state.services.events.record(
+        Level::Info,
+        "system",
+        format!(
+            "HTTPS certificate {} (issued by {}) installed, SHA-256 {}",
+            info.subject, info.issuer, info.fingerprint_sha256
+        ),
+    );
+    Ok(info)
+}
+
+/// Replaces the HTTPS certificate by a new self-signed one. Shared with the web form.
+pub fn regenerate_certificate(state: &AppState) -> Result<CertificateInfo, ApiError> {
+    let info = https(state)?.regenerate()?;
+    state.services.events.record(
+        Level::Info,
+        "system",
+        format!(
+            "new self-signed HTTPS certificate, SHA-256 {}",
+            info.fingerprint_sha256
+        ),
+    );
+    Ok(info)
+}
+
+/// The certificate the web UI and REST API are served with.
+#[utoipa::path(get, path = "/api/v1/settings/certificate", tag = "settings",
+    responses((status = 200, body = CertificateInfo), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn certificate(State(state): State<AppState>) -> Result<Json<CertificateInfo>, ApiError> {
+    Ok(Json(https(&state)?.info()))
+}
+
+/// Serves a provided certificate chain and key from now on (new connections) and after
+/// restarts. A pair that does not parse, does not match, or is expired is refused with
+/// 400 `invalid_certificate`, and the served certificate stays.
+#[utoipa::path(put, path = "/api/v1/settings/certificate", tag = "settings",
+    request_body = CertificateInstall,
+    responses((status = 200, body = CertificateInfo), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn install_certificate_call(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CertificateInstall>,
+) -> Result<Json<CertificateInfo>, ApiError> {
+    let st = state.clone();
+    let info =
+        blocking(move || install_certificate(&st, &request.certificate, &request.key)).await?;
+    Ok(Json(info))
+}
+
+/// Replaces the certificate by a new self-signed one (for the appliance's addresses).
+#[utoipa::path(delete, path = "/api/v1/settings/certificate", tag = "settings",
+    responses((status = 200, body = CertificateInfo), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn regenerate_certificate_call(
+    State(state): State<AppState>,
+) -> Result<Json<CertificateInfo>, ApiError> {
+    let st = state.clone();
+    Ok(Json(blocking(move || regenerate_certificate(&st)).await?))
 }

@@ -2,6 +2,7 @@
 //! appliance), optional plain HTTP, and the root-only local socket for the CLI; stops on
 //! SIGTERM/SIGINT or a shutdown call.
 
+pub mod certificate;
 pub mod local;
 pub mod nbd_tls;
 pub mod tls;
@@ -98,6 +99,12 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
     let addresses = announce_addresses(&args.listen);
     let names: Vec<String> = addresses.iter().map(|(ip, _)| ip.to_string()).collect();
     let identity = tls::load_or_create(&args.state_dir, &names).context("TLS certificate")?;
+    if let Some(reason) = &identity.rejected {
+        say(&format!(
+            "the stored TLS certificate was set aside (*.rejected in {}): {reason}",
+            args.state_dir.display()
+        ));
+    }
     say(&format!(
         "{} TLS certificate, SHA-256 fingerprint {}",
         if identity.created {
@@ -105,7 +112,7 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
         } else {
             "using the stored"
         },
-        identity.fingerprint
+        identity.info.fingerprint_sha256
     ));
 
     let services = Services::for_daemon(&args.state_dir, args.ephemeral_state, args.supervised);
@@ -113,8 +120,14 @@ async fn serve(mut args: ServeArgs) -> Result<ExitCode> {
     if boot.debug {
         say("debug calls enabled (boot key debug=1): do not use in production");
     }
-    let app = api::make_app(state.clone());
     let rustls = RustlsConfig::from_config(identity.config.clone());
+    state.serve_https(certificate::HttpsCertificate::new(
+        args.state_dir.clone(),
+        names.clone(),
+        rustls.clone(),
+        identity.info,
+    ));
+    let app = api::make_app(state.clone());
 
     let mut servers = JoinSet::new();
     let mut handles = Vec::new();

@@ -603,6 +603,70 @@ pub async fn change_password(
     done(&state, &session, kind, text, "/settings")
 }
 
+/// `POST /settings/certificate`: installs a pasted certificate chain and key for HTTPS.
+pub async fn install_certificate(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let (certificate, key) = (
+        form.get("certificate").to_owned(),
+        form.get("key").to_owned(),
+    );
+    let st = state.clone();
+    let result = crate::api::failure::blocking(move || {
+        crate::api::settings::install_certificate(&st, &certificate, &key)
+    })
+    .await;
+    let (kind, text) = match result {
+        Ok(info) => (
+            FlashKind::Success,
+            format!(
+                "Certificate for {} installed (SHA-256 {}): new connections use it.",
+                info.subject, info.fingerprint_sha256
+            ),
+        ),
+        Err(e) => (
+            FlashKind::Error,
+            format!("The certificate was not installed, the current one stays: {e}"),
+        ),
+    };
+    done(&state, &session, kind, text, "/settings")
+}
+
+/// `POST /settings/certificate/regenerate`: a new self-signed certificate for HTTPS.
+pub async fn regenerate_certificate(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    if let Err(r) = checked(&state, &session, posted) {
+        return *r;
+    }
+    let st = state.clone();
+    let result =
+        crate::api::failure::blocking(move || crate::api::settings::regenerate_certificate(&st))
+            .await;
+    let (kind, text) = match result {
+        Ok(info) => (
+            FlashKind::Success,
+            format!(
+                "New self-signed certificate, SHA-256 {}: your browser will ask to trust it again.",
+                info.fingerprint_sha256
+            ),
+        ),
+        Err(e) => (
+            FlashKind::Error,
+            format!("No new certificate was made: {e}"),
+        ),
+    };
+    done(&state, &session, kind, text, "/settings")
+}
+
 /// `POST /settings/tokens`: the new token's secret is shown once, in the flash message.
 pub async fn create_token(
     State(state): State<AppState>,

@@ -64,6 +64,11 @@ pub fn pages(router: Router<AppState>) -> Router<AppState> {
         .route("/settings/target/reset", post(forms::reset_target))
         .route("/settings/password", post(forms::change_password))
         .route("/settings/tokens", post(forms::create_token))
+        .route("/settings/certificate", post(forms::install_certificate))
+        .route(
+            "/settings/certificate/regenerate",
+            post(forms::regenerate_certificate),
+        )
         .route("/settings/tokens/{id}/revoke", post(forms::revoke_token))
         .route("/logout", post(login::logout))
 }

@@ -479,6 +479,7 @@ pub async fn settings(State(state): State<AppState>, session: WebSession) -> Res
                 target,
                 devices: choices,
                 tokens,
+                certificate: state.https.get().map(|h| CertificateBox::from(&h.info())),
             })
         }
         Err(e) => message(&state, &session, &e),

@@ -17,6 +17,8 @@ use tower::ServiceExt;
 use super::login::LOGIN_COOKIE;
 use crate::api::{make_app, AppState, PUBLIC_PATHS};
 use crate::auth::PasswordStore;
+use crate::serve::certificate::testing::ca_and_leaf;
+use crate::serve::certificate::HttpsCertificate;
 use crate::services::{Services, ServicesConfig};
 
 const PASSWORD: &str = "correct horse";
@@ -56,11 +58,22 @@ fn fixture_with(prepare: impl FnOnce(&Path)) -> Fixture {
     let services: Arc<Services> = Services::new(cfg);
     let passwords = PasswordStore::in_memory(PASSWORD).expect("hash");
     let (state, _stop) = AppState::with_services(passwords, false, services.clone());
+    let identity = crate::serve::tls::load_or_create(&state_dir_of(&services), &[]).expect("tls");
+    state.serve_https(HttpsCertificate::new(
+        state_dir_of(&services),
+        vec![],
+        axum_server::tls_rustls::RustlsConfig::from_config(identity.config),
+        identity.info,
+    ));
     Fixture {
         app: make_app(state),
         services,
         _dir: dir,
     }
+}
+
+fn state_dir_of(services: &Services) -> std::path::PathBuf {
+    services.state_dir.clone().expect("a state directory")
 }
 
 struct Reply {
@@ -831,4 +844,83 @@ fn allowed_clients_parse_addresses_and_networks() {
     assert_eq!(parse_allow("  ").expect("empty"), []);
     let err = parse_allow("10.0.2.2 host.example").expect_err("a name");
     assert!(err.contains("host.example"), "{err}");
+}
+
+#[tokio::test]
+async fn the_https_certificate_is_shown_replaced_and_bad_pairs_are_refused() {
+    let f = fixture();
+    let t = token(&f.app).await;
+    let get = || api(Method::GET, "/api/v1/settings/certificate", None, Some(&t));
+    let first = send(&f.app, get()).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let first = first.json();
+    assert_eq!(first["self_signed"], true);
+    assert_eq!(first["subject"], "CN=blksnap appliance");
+
+    let (chain, key, _) = ca_and_leaf(&["backup.example.test"], (-1, 90));
+    let (_, other_key, _) = ca_and_leaf(&["backup.example.test"], (-1, 90));
+    let put = |cert: &str, key: &str| {
+        let body = json!({"certificate": cert, "key": key}).to_string();
+        api(
+            Method::PUT,
+            "/api/v1/settings/certificate",
+            Some(&body),
+            Some(&t),
+        )
+    };
+    let refused = send(&f.app, put(&chain, &other_key)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(refused.json()["code"], "invalid_certificate");
+    assert_eq!(
+        refused.json()["message"],
+        "the private key does not match the certificate"
+    );
+    assert_eq!(send(&f.app, get()).await.json(), first);
+
+    let installed = send(&f.app, put(&chain, &key)).await;
+    assert_eq!(installed.status, StatusCode::OK, "{}", installed.body);
+    assert_eq!(installed.json()["issuer"], "CN=Test CA");
+    assert_eq!(installed.json()["names"], json!(["backup.example.test"]));
+    assert_eq!(send(&f.app, get()).await.json(), installed.json());
+
+    // The settings page shows it; its form refuses garbage with a message.
+    let settings = send(&f.app, page("/settings", Some(&t))).await;
+    assert!(settings.body.contains("CN=Test CA"), "{}", settings.body);
+    let csrf = csrf_of(&settings.body);
+    let posted = send(
+        &f.app,
+        form(
+            "/settings/certificate",
+            &t,
+            &format!("csrf={csrf}&certificate=junk&key=junk"),
+        ),
+    )
+    .await;
+    assert_eq!(posted.status, StatusCode::SEE_OTHER);
+    let after = send(&f.app, page("/settings", Some(&t))).await;
+    assert!(
+        after.body.contains(
+            "The certificate was not installed, the current one stays: no PEM certificate"
+        ),
+        "{}",
+        after.body
+    );
+    assert!(after.body.contains("CN=Test CA"));
+
+    let fresh = send(
+        &f.app,
+        api(
+            Method::DELETE,
+            "/api/v1/settings/certificate",
+            None,
+            Some(&t),
+        ),
+    )
+    .await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.body);
+    assert_eq!(fresh.json()["self_signed"], true);
+    assert_ne!(
+        fresh.json()["fingerprint_sha256"],
+        first["fingerprint_sha256"]
+    );
 }

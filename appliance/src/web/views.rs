@@ -6,6 +6,7 @@ use askama::Template;
 use crate::api::model::{
     BackupView, DeviceView, EventView, FileView, JobView, SnapshotView, TargetStatusView, TokenView,
 };
+use crate::serve::certificate::CertificateInfo;
 use crate::services::exports::ExportView;
 use crate::services::web::Flash;
 
@@ -500,6 +501,36 @@ pub struct SettingsPage {
     pub target: TargetBox,
     pub devices: Vec<DeviceChoice>,
     pub tokens: Vec<TokenRow>,
+    /// The HTTPS certificate, when this daemon serves HTTPS.
+    pub certificate: Option<CertificateBox>,
+}
+
+/// The HTTPS certificate on the settings page.
+pub struct CertificateBox {
+    pub subject: String,
+    pub issuer: String,
+    pub self_signed: bool,
+    pub names: String,
+    pub valid: String,
+    pub fingerprint: String,
+}
+
+impl From<&CertificateInfo> for CertificateBox {
+    fn from(c: &CertificateInfo) -> Self {
+        let shown = |t: i64| time(u64::try_from(t).unwrap_or(0));
+        CertificateBox {
+            subject: c.subject.clone(),
+            issuer: c.issuer.clone(),
+            self_signed: c.self_signed,
+            names: c.names.join(", "),
+            valid: format!(
+                "{} to {}",
+                shown(c.not_before_unix),
+                shown(c.not_after_unix)
+            ),
+            fingerprint: c.fingerprint_sha256.clone(),
+        }
+    }
 }
 
 #[derive(Template)]
