@@ -6,7 +6,9 @@
 //!   lockout, daemon crash and restart, clean shutdown through the API;
 //! - ISO under OVMF: the ACPI power button (QMP `system_powerdown`) powers off cleanly;
 //! - qcow2 twice on one overlay: the APPLIANCE-CONFIG partition keeps the generated
-//!   password and the TLS certificate across boots.
+//!   password and the TLS certificate across boots;
+//! - ISO twice with a blank disk: the config disk is made over REST, and the settings
+//!   (changed password, API token, certificate) are there at the next boot.
 //!
 //! Plus one host-mode check without a VM: `appliance serve` on a loopback port and the
 //! `appliance health` CLI over the local socket.
@@ -526,6 +528,134 @@ fn qcow2_config_disk_keeps_settings_across_boots() {
         vm.log_path().display()
     );
     let token = api.token(&password);
+    assert_eq!(
+        api.call("POST", "/api/v1/shutdown", None, Some(&token))
+            .status,
+        202
+    );
+    wait_poweroff(&mut vm);
+}
+
+/// The ISO with a blank disk: the config disk is made over REST (refusals first), and the
+/// settings made before and after it (a changed password, an API token, the certificate)
+/// are there at the next boot, which finds the disk by its label.
+#[test]
+fn iso_config_disk_made_over_rest_keeps_settings() {
+    let name = "appliance_config_disk";
+    let (iso, _) = images();
+    let dir = paths::artifacts_dir(name);
+    let cfg0 = dir.join("cfg0.img");
+    qemu::disk_image(&cfg0, 16 << 20).expect("cfg0");
+    let data0 = dir.join("data0.img");
+    qemu::disk_image(&data0, 16 << 20).expect("data0");
+    build::run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "data0"])
+            .arg(&data0),
+    )
+    .expect("mkfs.ext4 data0");
+    let config = |name: &str| {
+        let mut cfg = VmConfig::new(name, Boot::Cdrom(iso.clone()));
+        cfg.disks = vec![
+            DiskSpec::raw(data0.clone(), "data0"),
+            DiskSpec::raw(cfg0.clone(), "cfg0"),
+        ];
+        cfg.fw_cfg.push(fw_cfg(&format!("password={PASSWORD}")));
+        cfg
+    };
+    const NEW_PASSWORD: &str = "Kept-On-Disk-99";
+
+    let (mut vm, api) = start(config(name));
+    api.wait_healthy(&vm);
+    let token = api.token(PASSWORD);
+    let post = |body: &str| {
+        api.call(
+            "POST",
+            "/api/v1/settings/config-disk",
+            Some(body),
+            Some(&token),
+        )
+    };
+    let where_now = api.call("GET", "/api/v1/settings/config-disk", None, Some(&token));
+    assert_eq!(where_now.json()["persistent"], false, "{where_now:?}");
+    let has_data = post(r#"{"device":"data0"}"#);
+    assert_eq!(has_data.status, 409, "{has_data:?}");
+    assert_eq!(has_data.json()["code"], "storage_has_data");
+    assert!(has_data.body.contains("ext4"), "{has_data:?}");
+    let unknown = post(r#"{"device":"nope"}"#);
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let made = post(r#"{"device":"cfg0"}"#);
+    assert_eq!(made.status, 200, "{made:?}");
+    assert_eq!(made.json()["persistent"], true);
+    assert!(made.body.contains("cfg0"), "{made:?}");
+    let again = post(r#"{"device":"data0","overwrite":true}"#);
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(again.json()["code"], "config_disk_exists");
+    // One setting changed after the move, one token made after it.
+    let change = serde_json::json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD});
+    let changed = api.call(
+        "POST",
+        "/api/v1/settings/password",
+        Some(&change.to_string()),
+        Some(&token),
+    );
+    assert_eq!(changed.status, 204, "{changed:?}");
+    let created = api.call(
+        "POST",
+        "/api/v1/settings/tokens",
+        Some(r#"{"name":"kept"}"#),
+        Some(&token),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let api_token = created.json()["token"].as_str().expect("token").to_owned();
+    let log = vm.serial_log();
+    let fingerprint = log
+        .lines()
+        .find_map(|l| l.split("SHA-256 fingerprint ").nth(1))
+        .expect("fingerprint")
+        .trim()
+        .to_owned();
+    assert_eq!(
+        api.call("POST", "/api/v1/shutdown", None, Some(&token))
+            .status,
+        202
+    );
+    let log = wait_poweroff(&mut vm);
+    assert_in_order(
+        &log,
+        &[
+            "config disk: none labelled APPLIANCE-CONFIG; settings are kept in memory",
+            "appliance: settings moved onto the new config disk vd",
+            "appliance-init: shutdown: config disk /dev/vd",
+            " unmounted",
+            "reboot: Power down",
+        ],
+        vm.log_path(),
+    );
+    drop(vm);
+
+    // The next boot mounts it by its label; fw_cfg's password no longer counts.
+    let (mut vm, api) = start(config(&format!("{name}-2")));
+    api.wait_healthy(&vm);
+    let log = vm.serial_log();
+    assert_in_order(
+        &log,
+        &[
+            "(APPLIANCE-CONFIG) mounted on /var/lib/appliance",
+            "appliance: settings are kept in /var/lib/appliance",
+            &format!("using the stored TLS certificate, SHA-256 fingerprint {fingerprint}"),
+        ],
+        vm.log_path(),
+    );
+    assert_eq!(api.login(PASSWORD).status, 401);
+    let token = api.token(NEW_PASSWORD);
+    let devices = api.call("GET", "/api/v1/devices", None, Some(&api_token));
+    assert_eq!(devices.status, 200, "the API token was lost: {devices:?}");
+    let where_now = api.call("GET", "/api/v1/settings/config-disk", None, Some(&token));
+    assert_eq!(where_now.json()["persistent"], true, "{where_now:?}");
+    assert!(where_now.json()["device"]
+        .as_str()
+        .is_some_and(|d| d.contains("/dev/vd")));
     assert_eq!(
         api.call("POST", "/api/v1/shutdown", None, Some(&token))
             .status,

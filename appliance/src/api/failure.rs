@@ -12,6 +12,7 @@ use snapcore::{chain, DeviceError, JobError, SessionError};
 
 use super::ApiError;
 use crate::serve::certificate::CertificateError;
+use crate::services::config_disk::ConfigDiskError;
 use crate::services::ops::OpError;
 use crate::services::target::TargetError;
 use crate::services::tokens::TokenError;
@@ -47,6 +48,7 @@ pub fn status_of(code: &str) -> StatusCode {
         | "too_many_tokens"
         | "too_many_exports"
         | "exported"
+        | "config_disk_exists"
         | "target_full"
         | "target_mount_failed"
         | "target_not_writable"
@@ -112,6 +114,15 @@ impl From<OpError> for ApiError {
             OpError::Invalid { .. } => failed("invalid_argument", e.to_string()),
             OpError::NoFile { .. } => failed("file_not_found", e.to_string()),
             OpError::Io { .. } => failed("target_io", chain(&e)),
+        }
+    }
+}
+
+impl From<ConfigDiskError> for ApiError {
+    fn from(e: ConfigDiskError) -> Self {
+        match e {
+            ConfigDiskError::Device(d) => d.into(),
+            other => failed(other.code(), other.to_string()),
         }
     }
 }

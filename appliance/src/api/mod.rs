@@ -188,6 +188,10 @@ fn resources(router: Router<AppState>) -> Router<AppState> {
             delete(settings::revoke_token),
         )
         .route(
+            "/api/v1/settings/config-disk",
+            get(settings::config_disk).post(settings::make_config_disk_call),
+        )
+        .route(
             "/api/v1/settings/certificate",
             get(settings::certificate)
                 .put(settings::install_certificate_call)

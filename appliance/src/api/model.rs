@@ -605,6 +605,17 @@ pub struct CertificateInstall {
     pub key: String,
 }
 
+/// `POST /api/v1/settings/config-disk`: format a disk to keep the settings on.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigDiskRequest {
+    /// The disk (id, serial or kernel name); everything on it is lost.
+    pub device: String,
+    /// Format it even though it holds a filesystem or partition table.
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
 /// `POST /api/v1/settings/tokens`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

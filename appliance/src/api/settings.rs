@@ -6,10 +6,13 @@ use axum::{Extension, Json};
 
 use super::auth::SessionToken;
 use super::failure::{blocking, failed, ApiJson, ApiPath};
-use super::model::{CertificateInstall, PasswordChange, TokenCreate, TokenCreated, TokenView};
+use super::model::{
+    CertificateInstall, ConfigDiskRequest, PasswordChange, TokenCreate, TokenCreated, TokenView,
+};
 use super::{ApiError, AppState};
 use crate::api::error::ErrorBody;
 use crate::serve::certificate::{CertificateInfo, HttpsCertificate};
+use crate::services::config_disk::{self, ConfigDiskView};
 use crate::services::{unix_now, Level};
 
 /// Shortest accepted password.
@@ -202,4 +205,46 @@ pub async fn regenerate_certificate_call(
 ) -> Result<Json<CertificateInfo>, ApiError> {
     let st = state.clone();
     Ok(Json(blocking(move || regenerate_certificate(&st)).await?))
+}
+
+/// Formats `device` as the config disk and moves the settings onto it. Shared with the
+/// web form.
+pub fn make_config_disk(
+    state: &AppState,
+    device: &str,
+    overwrite: bool,
+) -> Result<ConfigDiskView, ApiError> {
+    let view = config_disk::adopt(&state.services, device, overwrite)?;
+    let text = format!(
+        "settings moved onto the new config disk {}; they survive power-offs now",
+        view.device.as_deref().unwrap_or(device)
+    );
+    crate::serve::say(&text);
+    state.services.events.record(Level::Info, "system", text);
+    Ok(view)
+}
+
+/// Where settings are kept: in memory, in a directory, or on a config disk.
+#[utoipa::path(get, path = "/api/v1/settings/config-disk", tag = "settings",
+    responses((status = 200, body = ConfigDiskView), (status = 401, body = ErrorBody)))]
+pub async fn config_disk(State(state): State<AppState>) -> Json<ConfigDiskView> {
+    Json(config_disk::view(&state.services))
+}
+
+/// Formats a blank disk ext4 with the label APPLIANCE-CONFIG, mounts it on the state
+/// directory and moves the settings made so far onto it. Refused when settings are
+/// already on a disk (409 `config_disk_exists`), for a disk in use (409 `device_busy`)
+/// and for one holding data unless `overwrite` (409 `storage_has_data`).
+#[utoipa::path(post, path = "/api/v1/settings/config-disk", tag = "settings",
+    request_body = ConfigDiskRequest,
+    responses((status = 200, body = ConfigDiskView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn make_config_disk_call(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<ConfigDiskRequest>,
+) -> Result<Json<ConfigDiskView>, ApiError> {
+    let st = state.clone();
+    let view = blocking(move || make_config_disk(&st, &request.device, request.overwrite)).await?;
+    Ok(Json(view))
 }

@@ -23,7 +23,7 @@ pub fn ok_view(services: &Services, resolved: &Resolved, space: Space) -> Target
         free_bytes: Some(space.free_bytes),
         total_bytes: Some(space.total_bytes),
         error: None,
-        settings_persistent: services.persistent,
+        settings_persistent: services.persistent(),
     }
 }
 
@@ -51,7 +51,7 @@ pub fn status(services: &Services) -> TargetStatusView {
                     code: api.code().to_owned(),
                     message: api.to_string(),
                 }),
-                settings_persistent: services.persistent,
+                settings_persistent: services.persistent(),
             }
         }
     }

@@ -28,6 +28,22 @@ pub enum Verb {
     Jobs(ClientArgs),
     /// Show one job, wait for it, or cancel it.
     Job(JobArgs),
+    /// Show where settings are kept, or format a disk to keep them on (--format).
+    ConfigDisk(ConfigDiskArgs),
+}
+
+/// `appliance config-disk`.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigDiskArgs {
+    /// Format this disk (id, serial or kernel name) ext4 as APPLIANCE-CONFIG and move the
+    /// settings onto it; everything on it is lost.
+    #[arg(long, value_name = "DEVICE")]
+    pub format: Option<String>,
+    /// Format it even though it holds a filesystem or partition table.
+    #[arg(long, requires = "format")]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// `appliance snapshot ...`.

@@ -82,6 +82,7 @@ fn daemon_only(verb: &Verb) -> Option<&'static str> {
     match verb {
         Verb::Snapshot(_) => Some("snapshots held on request"),
         Verb::Jobs(_) | Verb::Job(_) => Some("jobs"),
+        Verb::ConfigDisk(_) => Some("the settings it keeps"),
         _ => None,
     }
 }
@@ -97,6 +98,7 @@ fn client_of_mut(verb: &mut Verb) -> &mut ClientArgs {
         Verb::Verify(a) => &mut a.client,
         Verb::Export(a) => &mut a.client,
         Verb::Job(a) => &mut a.client,
+        Verb::ConfigDisk(a) => &mut a.client,
     }
 }
 
@@ -121,6 +123,7 @@ fn client_of(verb: &Verb) -> &ClientArgs {
         Verb::Verify(a) => &a.client,
         Verb::Export(a) => &a.client,
         Verb::Job(a) => &a.client,
+        Verb::ConfigDisk(a) => &a.client,
     }
 }
 
@@ -158,6 +161,17 @@ fn dispatch(verb: Verb) -> Result<(), Failure> {
                 &post(&a.client, "/api/v1/snapshots", &body)?,
                 render::snapshot,
             );
+        }
+        Verb::ConfigDisk(a) => {
+            let reply = match &a.format {
+                Some(device) => post(
+                    &a.client,
+                    "/api/v1/settings/config-disk",
+                    &json!({ "device": device, "overwrite": a.overwrite }),
+                )?,
+                None => get(&a.client, "/api/v1/settings/config-disk")?,
+            };
+            show(&a.client, &reply, render::config_disk);
         }
         Verb::Snapshot(SnapshotVerb::Take(a)) => {
             let path = format!("/api/v1/snapshots/{}/take", segment(&a.id));

@@ -124,6 +124,18 @@ pub fn snapshot(s: &Value) -> String {
     )
 }
 
+/// `GET/POST /api/v1/settings/config-disk`.
+pub fn config_disk(v: &Value) -> String {
+    let dir = text(&v["state_dir"]);
+    match (v["device"].as_str(), v["persistent"].as_bool()) {
+        (Some(device), _) => format!("settings are kept on {device}, mounted on {dir}\n"),
+        (None, Some(true)) => format!("settings are kept in {dir}\n"),
+        _ => format!(
+            "settings are kept in memory ({dir}): `appliance config-disk --format DEVICE` keeps them on a disk\n"
+        ),
+    }
+}
+
 /// `GET /api/v1/backups`.
 pub fn backups(catalogue: &Value) -> String {
     let rows: Vec<Vec<String>> = items(&catalogue["backups"])

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use super::args::{Format, SnapshotVerb, Verb};
+use super::render;
 use crate::cli::{Cli, Command, DEFAULT_SOCKET};
 
 fn verb(args: &[&str]) -> Verb {
@@ -109,6 +110,26 @@ fn snapshot_create_take_and_destroy() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn config_disk_shows_or_formats() {
+    match verb(&["config-disk"]) {
+        Verb::ConfigDisk(a) => assert!(a.format.is_none() && !a.overwrite),
+        other => panic!("{other:?}"),
+    }
+    match verb(&["config-disk", "--format", "cfg0", "--overwrite", "--json"]) {
+        Verb::ConfigDisk(a) => {
+            assert_eq!(a.format.as_deref(), Some("cfg0"));
+            assert!(a.overwrite && a.client.json);
+        }
+        other => panic!("{other:?}"),
+    }
+    rejects(&["config-disk", "--overwrite"]);
+    assert_eq!(
+        render::config_disk(&serde_json::json!({"persistent": false, "device": null, "state_dir": "/var/lib/appliance"})),
+        "settings are kept in memory (/var/lib/appliance): `appliance config-disk --format DEVICE` keeps them on a disk\n"
+    );
 }
 
 #[test]

@@ -86,14 +86,17 @@ pub fn prepare() -> StateDir {
     }
 }
 
-/// Unmounts the config disk (at shutdown).
+/// Unmounts the config disk (at shutdown): the one found at boot, or one the daemon
+/// formatted and mounted since (`state.device` does not know it).
 pub fn release(state: &StateDir) {
-    if let Some(device) = &state.device {
+    let device = state
+        .device
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .or_else(|| crate::services::config_disk::mounted_on(&state.path));
+    if let Some(device) = device {
         match umount(&state.path) {
-            Ok(()) => log(&format!(
-                "shutdown: config disk {} unmounted",
-                device.display()
-            )),
+            Ok(()) => log(&format!("shutdown: config disk {device} unmounted")),
             Err(err) => log(&format!(
                 "shutdown: unmounting the config disk failed: {err} (synced anyway)"
             )),

@@ -10,7 +10,10 @@
 //! | NBD exports   | [`exports`]           | `exports.json`                  |
 //! | events        | [`events`]            | no                              |
 //! | flash, CSRF   | [`web`]               | no                              |
+//!
+//! [`config_disk`] moves the state directory from memory onto a disk the admin formats.
 
+pub mod config_disk;
 pub mod events;
 pub mod exports;
 pub mod nfs;
@@ -20,7 +23,7 @@ pub mod tokens;
 pub mod web;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use snapcore::{JobManager, JobManagerConfig, Scanner};
@@ -82,8 +85,11 @@ pub struct Services {
     pub csrf: CsrfKey,
     /// The NBD server's CA certificate (PEM), once the daemon's NBD server runs.
     pub nbd_ca: std::sync::OnceLock<String>,
-    /// Whether settings survive a restart.
-    pub persistent: bool,
+    /// Settings survive a restart because the state directory is not in memory (set at
+    /// start).
+    persistent_dir: bool,
+    /// The config disk mounted on the state directory, when there is one.
+    config_device: Mutex<Option<String>>,
     /// Where settings are saved (password hash, target, tokens).
     pub state_dir: Option<PathBuf>,
 }
@@ -106,7 +112,8 @@ impl Services {
             flash: FlashStore::default(),
             csrf: CsrfKey::random(),
             nbd_ca: std::sync::OnceLock::new(),
-            persistent: cfg.state_dir.is_some() && !cfg.ephemeral,
+            persistent_dir: cfg.state_dir.is_some() && !cfg.ephemeral,
+            config_device: Mutex::new(cfg.state_dir.as_deref().and_then(config_disk::mounted_on)),
             state_dir: cfg.state_dir.clone(),
         });
         for warning in [target_warning, token_warning, export_warning]
@@ -172,6 +179,25 @@ impl Services {
             .record(Level::Info, "system", "daemon started");
         services.start_watcher();
         services
+    }
+
+    /// Whether settings survive a restart: the state directory is not in memory, or a
+    /// config disk is mounted on it (found at start, or made since).
+    pub fn persistent(&self) -> bool {
+        self.persistent_dir || self.config_device().is_some()
+    }
+
+    /// The config disk the settings are on, if any.
+    pub fn config_device(&self) -> Option<String> {
+        self.config_device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the config disk now mounted on the state directory.
+    fn set_config_device(&self, device: String) {
+        *self.config_device.lock().unwrap_or_else(|e| e.into_inner()) = Some(device);
     }
 
     /// Stops jobs and releases held snapshots (daemon shutdown).

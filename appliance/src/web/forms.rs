@@ -603,6 +603,48 @@ pub async fn change_password(
     done(&state, &session, kind, text, "/settings")
 }
 
+/// `POST /settings/config-disk`: formats the chosen disk and moves the settings onto it
+/// (the form must confirm that the disk's content is lost).
+pub async fn make_config_disk(
+    State(state): State<AppState>,
+    session: WebSession,
+    posted: Posted,
+) -> Response {
+    let form = match checked(&state, &session, posted) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let device = form.get("device").to_owned();
+    let overwrite = !form.get("overwrite").is_empty();
+    let result = if device.is_empty() {
+        Err(ApiError::BadRequest("choose a disk".to_owned()))
+    } else if form.get("confirm").is_empty() {
+        Err(ApiError::BadRequest(
+            "tick the box that says everything on the disk is lost".to_owned(),
+        ))
+    } else {
+        let st = state.clone();
+        crate::api::failure::blocking(move || {
+            crate::api::settings::make_config_disk(&st, &device, overwrite)
+        })
+        .await
+    };
+    let (kind, text) = match result {
+        Ok(view) => (
+            FlashKind::Success,
+            format!(
+                "Settings are now kept on {}: they survive power-offs.",
+                view.device.unwrap_or_default()
+            ),
+        ),
+        Err(e) => (
+            FlashKind::Error,
+            format!("No config disk was made, nothing was written: {e}"),
+        ),
+    };
+    done(&state, &session, kind, text, "/settings#config-disk")
+}
+
 /// `POST /settings/certificate`: installs a pasted certificate chain and key for HTTPS.
 pub async fn install_certificate(
     State(state): State<AppState>,

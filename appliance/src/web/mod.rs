@@ -65,6 +65,7 @@ pub fn pages(router: Router<AppState>) -> Router<AppState> {
         .route("/settings/password", post(forms::change_password))
         .route("/settings/tokens", post(forms::create_token))
         .route("/settings/certificate", post(forms::install_certificate))
+        .route("/settings/config-disk", post(forms::make_config_disk))
         .route(
             "/settings/certificate/regenerate",
             post(forms::regenerate_certificate),

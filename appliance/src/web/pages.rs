@@ -28,7 +28,7 @@ pub fn layout(state: &AppState, session: &WebSession, title: &str, nav: &'static
             .map(FlashView::from)
             .collect(),
         version: VERSION,
-        persistent: state.services.persistent,
+        persistent: state.services.persistent(),
     }
 }
 
@@ -111,6 +111,23 @@ fn choice_label(d: &DeviceView) -> String {
         label.push_str(&format!(", {fs}"));
     }
     label
+}
+
+/// Disks and partitions that could become the config disk: not in use, big enough.
+fn config_disk_choices(devices: &[DeviceView]) -> Vec<DeviceChoice> {
+    devices
+        .iter()
+        .filter(|d| {
+            d.in_use.is_none()
+                && d.partitions.is_empty()
+                && d.size_bytes >= crate::services::config_disk::MIN_BYTES
+        })
+        .map(|d| DeviceChoice {
+            id: d.id.clone(),
+            label: choice_label(d),
+            selected: false,
+        })
+        .collect()
 }
 
 fn job_rows(services: &Services) -> Vec<JobRow> {
@@ -393,6 +410,7 @@ pub async fn backup(
     .await;
     match data {
         Ok((view, devices)) => {
+            let row = BackupRow::from(&view);
             let facts = vec![
                 ("Backup id".to_owned(), view.backup_id.clone()),
                 ("Kind".to_owned(), view.kind.clone()),
@@ -400,7 +418,7 @@ pub async fn backup(
                     "Parent".to_owned(),
                     view.parent.clone().unwrap_or_else(|| "—".into()),
                 ),
-                ("Created".to_owned(), view.created.clone()),
+                ("Created".to_owned(), row.created.clone()),
                 (
                     "Image size".to_owned(),
                     format!("{} ({} bytes)", bytes(view.image_size), view.image_size),
@@ -438,7 +456,7 @@ pub async fn backup(
             let title = format!("Backup {}", view.backup_id);
             render(&BackupPage {
                 layout: layout(&state, &session, &title, "backups"),
-                backup: BackupRow::from(&view),
+                backup: row,
                 facts,
                 devices: restore_targets,
             })
@@ -480,6 +498,8 @@ pub async fn settings(State(state): State<AppState>, session: WebSession) -> Res
                 devices: choices,
                 tokens,
                 certificate: state.https.get().map(|h| CertificateBox::from(&h.info())),
+                config_disk: crate::services::config_disk::view(&state.services),
+                config_choices: config_disk_choices(&devices),
             })
         }
         Err(e) => message(&state, &session, &e),

@@ -271,6 +271,20 @@ async fn bad_input_gives_json_4xx() {
         ),
         (
             Method::POST,
+            "/api/v1/settings/config-disk",
+            Some(r#"{"device":"vdz"}"#),
+            409,
+            "config_disk_exists",
+        ),
+        (
+            Method::POST,
+            "/api/v1/settings/config-disk",
+            Some(r#"{"disk":"vdz"}"#),
+            400,
+            "bad_request",
+        ),
+        (
+            Method::POST,
             "/api/v1/snapshots/not-a-uuid/take",
             None,
             400,
@@ -886,6 +900,9 @@ async fn the_https_certificate_is_shown_replaced_and_bad_pairs_are_refused() {
     // The settings page shows it; its form refuses garbage with a message.
     let settings = send(&f.app, page("/settings", Some(&t))).await;
     assert!(settings.body.contains("CN=Test CA"), "{}", settings.body);
+    // The state directory is a real one here: no config disk form is offered.
+    assert!(settings.body.contains("Where settings are kept"));
+    assert!(!settings.body.contains("config-disk-form"));
     let csrf = csrf_of(&settings.body);
     let posted = send(
         &f.app,

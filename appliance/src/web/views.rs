@@ -7,6 +7,7 @@ use crate::api::model::{
     BackupView, DeviceView, EventView, FileView, JobView, SnapshotView, TargetStatusView, TokenView,
 };
 use crate::serve::certificate::CertificateInfo;
+use crate::services::config_disk::ConfigDiskView;
 use crate::services::exports::ExportView;
 use crate::services::web::Flash;
 
@@ -503,6 +504,10 @@ pub struct SettingsPage {
     pub tokens: Vec<TokenRow>,
     /// The HTTPS certificate, when this daemon serves HTTPS.
     pub certificate: Option<CertificateBox>,
+    /// Where settings are kept.
+    pub config_disk: ConfigDiskView,
+    /// Disks that could become the config disk.
+    pub config_choices: Vec<DeviceChoice>,
 }
 
 /// The HTTPS certificate on the settings page.
