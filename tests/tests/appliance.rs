@@ -243,6 +243,13 @@ fn wait_poweroff(vm: &mut Vm) -> String {
     log
 }
 
+/// Asks for a shutdown over the API and waits for the power off (see [`wait_poweroff`]).
+fn shut_down(api: &Api, token: &str, vm: &mut Vm) -> String {
+    let reply = api.call("POST", "/api/v1/shutdown", None, Some(token));
+    assert_eq!(reply.status, 202, "{reply:?}");
+    wait_poweroff(vm)
+}
+
 /// Asserts that `needles` appear in `log` in this order.
 fn assert_in_order(log: &str, needles: &[&str], log_path: &Path) {
     let mut from = 0;
@@ -492,12 +499,7 @@ fn qcow2_config_disk_keeps_settings_across_boots() {
         .trim()
         .to_owned();
     let token = api.token(&password);
-    assert_eq!(
-        api.call("POST", "/api/v1/shutdown", None, Some(&token))
-            .status,
-        202
-    );
-    let log = wait_poweroff(&mut vm);
+    let log = shut_down(&api, &token, &mut vm);
     assert_in_order(
         &log,
         &[
@@ -528,12 +530,7 @@ fn qcow2_config_disk_keeps_settings_across_boots() {
         vm.log_path().display()
     );
     let token = api.token(&password);
-    assert_eq!(
-        api.call("POST", "/api/v1/shutdown", None, Some(&token))
-            .status,
-        202
-    );
-    wait_poweroff(&mut vm);
+    shut_down(&api, &token, &mut vm);
 }
 
 /// The ISO with a blank disk: the config disk is made over REST (refusals first), and the
@@ -615,12 +612,7 @@ fn iso_config_disk_made_over_rest_keeps_settings() {
         .expect("fingerprint")
         .trim()
         .to_owned();
-    assert_eq!(
-        api.call("POST", "/api/v1/shutdown", None, Some(&token))
-            .status,
-        202
-    );
-    let log = wait_poweroff(&mut vm);
+    let log = shut_down(&api, &token, &mut vm);
     assert_in_order(
         &log,
         &[
@@ -656,12 +648,7 @@ fn iso_config_disk_made_over_rest_keeps_settings() {
     assert!(where_now.json()["device"]
         .as_str()
         .is_some_and(|d| d.contains("/dev/vd")));
-    assert_eq!(
-        api.call("POST", "/api/v1/shutdown", None, Some(&token))
-            .status,
-        202
-    );
-    wait_poweroff(&mut vm);
+    shut_down(&api, &token, &mut vm);
 }
 
 /// Host mode: `appliance serve` on loopback ports (HTTPS and plain HTTP) with a state

@@ -107,6 +107,23 @@ fn done(
     Redirect::to(to).into_response()
 }
 
+/// The outcome of a form that changes a setting: back to `to` with `said(value)`, or with
+/// `failed: reason`.
+fn settled<T>(
+    state: &AppState,
+    session: &WebSession,
+    result: Result<T, ApiError>,
+    said: impl FnOnce(T) -> String,
+    failed: &str,
+    to: &str,
+) -> Response {
+    let (kind, text) = match result {
+        Ok(value) => (FlashKind::Success, said(value)),
+        Err(e) => (FlashKind::Error, format!("{failed}: {e}")),
+    };
+    done(state, session, kind, text, to)
+}
+
 /// The outcome of a form that starts a job: to the job's page, or back with the reason.
 fn job_started(
     state: &AppState,
@@ -283,11 +300,16 @@ pub async fn delete_file(
         return *r;
     }
     let shown = name.clone();
-    let (kind, text) = match run(&state, move |s| Ok(s.delete_file(area, &name)?)).await {
-        Ok(()) => (FlashKind::Success, format!("{shown} deleted.")),
-        Err(e) => (FlashKind::Error, format!("{shown} was not deleted: {e}")),
-    };
-    done(&state, &session, kind, text, "/backups")
+    let result = run(&state, move |s| Ok(s.delete_file(area, &name)?)).await;
+    let failed = format!("{shown} was not deleted");
+    settled(
+        &state,
+        &session,
+        result,
+        |()| format!("{shown} deleted."),
+        &failed,
+        "/backups",
+    )
 }
 
 /// `POST /jobs/{id}/cancel`.
@@ -501,18 +523,20 @@ pub async fn set_target(
         }
         Err(e) => Err(e),
     };
-    let (kind, text) = match result {
-        Ok((resolved, space)) => (
-            FlashKind::Success,
+    settled(
+        &state,
+        &session,
+        result,
+        |(resolved, space)| {
             format!(
                 "Backups now go to {} ({} free).",
                 resolved.config.describe(),
                 bytes(space.free_bytes)
-            ),
-        ),
-        Err(e) => (FlashKind::Error, format!("The target was not changed: {e}")),
-    };
-    done(&state, &session, kind, text, "/settings")
+            )
+        },
+        "The target was not changed",
+        "/settings",
+    )
 }
 
 /// `POST /settings/target/test`: tests without saving.
@@ -529,19 +553,21 @@ pub async fn test_target(
         Ok(config) => run(&state, move |s| Ok(s.targets.test(&config)?)).await,
         Err(e) => Err(e),
     };
-    let (kind, text) = match result {
-        Ok((resolved, space)) => (
-            FlashKind::Success,
+    settled(
+        &state,
+        &session,
+        result,
+        |(resolved, space)| {
             format!(
                 "{} works: writable, {} free of {}.",
                 resolved.config.describe(),
                 bytes(space.free_bytes),
                 bytes(space.total_bytes)
-            ),
-        ),
-        Err(e) => (FlashKind::Error, format!("The test failed: {e}")),
-    };
-    done(&state, &session, kind, text, "/settings")
+            )
+        },
+        "The test failed",
+        "/settings",
+    )
 }
 
 /// `POST /settings/target/reset`: back to the default target.
@@ -553,14 +579,15 @@ pub async fn reset_target(
     if let Err(r) = checked(&state, &session, posted) {
         return *r;
     }
-    let (kind, text) = match run(&state, |s| Ok(s.targets.reset()?)).await {
-        Ok(()) => (
-            FlashKind::Success,
-            "The default target applies again.".to_owned(),
-        ),
-        Err(e) => (FlashKind::Error, format!("The setting was not reset: {e}")),
-    };
-    done(&state, &session, kind, text, "/settings")
+    let result = run(&state, |s| Ok(s.targets.reset()?)).await;
+    settled(
+        &state,
+        &session,
+        result,
+        |()| "The default target applies again.".to_owned(),
+        "The setting was not reset",
+        "/settings",
+    )
 }
 
 /// `POST /settings/password`.
@@ -590,17 +617,14 @@ pub async fn change_password(
         crate::api::settings::change_password(&st, &current, &new, Some(&keep))
     })
     .await;
-    let (kind, text) = match result {
-        Ok(()) => (
-            FlashKind::Success,
-            "Password changed; every other login session has ended.".to_owned(),
-        ),
-        Err(e) => (
-            FlashKind::Error,
-            format!("The password was not changed: {e}"),
-        ),
-    };
-    done(&state, &session, kind, text, "/settings")
+    settled(
+        &state,
+        &session,
+        result,
+        |()| "Password changed; every other login session has ended.".to_owned(),
+        "The password was not changed",
+        "/settings",
+    )
 }
 
 /// `POST /settings/config-disk`: formats the chosen disk and moves the settings onto it
@@ -629,20 +653,19 @@ pub async fn make_config_disk(
         })
         .await
     };
-    let (kind, text) = match result {
-        Ok(view) => (
-            FlashKind::Success,
+    settled(
+        &state,
+        &session,
+        result,
+        |view| {
             format!(
                 "Settings are now kept on {}: they survive power-offs.",
                 view.device.unwrap_or_default()
-            ),
-        ),
-        Err(e) => (
-            FlashKind::Error,
-            format!("No config disk was made, nothing was written: {e}"),
-        ),
-    };
-    done(&state, &session, kind, text, "/settings#config-disk")
+            )
+        },
+        "No config disk was made, nothing was written",
+        "/settings#config-disk",
+    )
 }
 
 /// `POST /settings/certificate`: installs a pasted certificate chain and key for HTTPS.
@@ -664,20 +687,19 @@ pub async fn install_certificate(
         crate::api::settings::install_certificate(&st, &certificate, &key)
     })
     .await;
-    let (kind, text) = match result {
-        Ok(info) => (
-            FlashKind::Success,
+    settled(
+        &state,
+        &session,
+        result,
+        |info| {
             format!(
                 "Certificate for {} installed (SHA-256 {}): new connections use it.",
                 info.subject, info.fingerprint_sha256
-            ),
-        ),
-        Err(e) => (
-            FlashKind::Error,
-            format!("The certificate was not installed, the current one stays: {e}"),
-        ),
-    };
-    done(&state, &session, kind, text, "/settings")
+            )
+        },
+        "The certificate was not installed, the current one stays",
+        "/settings",
+    )
 }
 
 /// `POST /settings/certificate/regenerate`: a new self-signed certificate for HTTPS.
@@ -693,20 +715,19 @@ pub async fn regenerate_certificate(
     let result =
         crate::api::failure::blocking(move || crate::api::settings::regenerate_certificate(&st))
             .await;
-    let (kind, text) = match result {
-        Ok(info) => (
-            FlashKind::Success,
+    settled(
+        &state,
+        &session,
+        result,
+        |info| {
             format!(
                 "New self-signed certificate, SHA-256 {}: your browser will ask to trust it again.",
                 info.fingerprint_sha256
-            ),
-        ),
-        Err(e) => (
-            FlashKind::Error,
-            format!("No new certificate was made: {e}"),
-        ),
-    };
-    done(&state, &session, kind, text, "/settings")
+            )
+        },
+        "No new certificate was made",
+        "/settings",
+    )
 }
 
 /// `POST /settings/tokens`: the new token's secret is shown once, in the flash message.
@@ -818,23 +839,24 @@ pub async fn create_export(
         Ok(spec) => run(&state, move |s| Ok(exports::create(s, spec)?)).await,
         Err(text) => Err(ApiError::BadRequest(text)),
     };
-    let (kind, text) = match result {
-        Ok(view) => (
-            FlashKind::Success,
+    settled(
+        &state,
+        &session,
+        result,
+        |view| {
+            let tls = if view.spec.tls {
+                "TLS required"
+            } else {
+                "without TLS"
+            };
             format!(
-                "Export {} created: {}, {}.",
-                view.spec.name,
-                view.description,
-                if view.spec.tls {
-                    "TLS required"
-                } else {
-                    "without TLS"
-                }
-            ),
-        ),
-        Err(e) => (FlashKind::Error, format!("The export was not created: {e}")),
-    };
-    done(&state, &session, kind, text, "/exports")
+                "Export {} created: {}, {tls}.",
+                view.spec.name, view.description
+            )
+        },
+        "The export was not created",
+        "/exports",
+    )
 }
 
 /// `POST /exports/{name}/delete`: removes an export; connected clients' requests fail.
@@ -855,12 +877,13 @@ pub async fn delete_export(
         Ok(())
     })
     .await;
-    let (kind, text) = match result {
-        Ok(()) => (FlashKind::Success, format!("Export {shown} removed.")),
-        Err(e) => (
-            FlashKind::Error,
-            format!("Export {shown} was not removed: {e}"),
-        ),
-    };
-    done(&state, &session, kind, text, "/exports")
+    let failed = format!("Export {shown} was not removed");
+    settled(
+        &state,
+        &session,
+        result,
+        |()| format!("Export {shown} removed."),
+        &failed,
+        "/exports",
+    )
 }
