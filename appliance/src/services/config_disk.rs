@@ -37,7 +37,8 @@ const ASIDE: &str = "/run/appliance/state-in-memory";
 pub enum ConfigDiskError {
     #[error(transparent)]
     Device(#[from] DeviceError),
-    #[error("settings are already kept on {0}")]
+    /// Settings already survive restarts (`where`: "on vdb ..." or "in /dir").
+    #[error("settings are already kept {0}")]
     AlreadyPersistent(String),
     #[error("this daemon has no state directory")]
     NoStateDir,
@@ -114,9 +115,10 @@ pub fn adopt(
         .ok_or(ConfigDiskError::NoStateDir)?;
     if services.persistent() {
         return Err(ConfigDiskError::AlreadyPersistent(
-            services
-                .config_device()
-                .unwrap_or_else(|| state_dir.display().to_string()),
+            match services.config_device() {
+                Some(device) => format!("on {device}"),
+                None => format!("in {}", state_dir.display()),
+            },
         ));
     }
     let all = services.jobs.scanner().scan()?;

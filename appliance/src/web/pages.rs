@@ -113,18 +113,28 @@ fn choice_label(d: &DeviceView) -> String {
     label
 }
 
-/// Disks and partitions that could become the config disk: not in use, big enough.
+/// Disks and partitions that could become the config disk (not in use, big enough):
+/// blank ones first; the others say what they hold.
 fn config_disk_choices(devices: &[DeviceView]) -> Vec<DeviceChoice> {
-    devices
+    let mut candidates: Vec<&DeviceView> = devices
         .iter()
         .filter(|d| {
             d.in_use.is_none()
                 && d.partitions.is_empty()
                 && d.size_bytes >= crate::services::config_disk::MIN_BYTES
         })
+        .collect();
+    let holds_data = |d: &DeviceView| d.fs_type.is_some() || d.partition_table.is_some();
+    candidates.sort_by_key(|d| holds_data(d));
+    candidates
+        .into_iter()
         .map(|d| DeviceChoice {
             id: d.id.clone(),
-            label: choice_label(d),
+            label: if holds_data(d) {
+                format!("{} (holds data: needs the box below)", choice_label(d))
+            } else {
+                format!("{} (blank)", choice_label(d))
+            },
             selected: false,
         })
         .collect()

@@ -924,6 +924,35 @@ async fn the_https_certificate_is_shown_replaced_and_bad_pairs_are_refused() {
     );
     assert!(after.body.contains("CN=Test CA"));
 
+    // The config disk form asks for confirmation, and refuses when settings already
+    // persist; both say nothing was written.
+    for (fields, said) in [
+        (
+            "device=vdz",
+            "tick the box that says everything on the disk is lost",
+        ),
+        ("device=vdz&confirm=on", "settings are already kept in"),
+    ] {
+        let posted = send(
+            &f.app,
+            form(
+                "/settings/config-disk",
+                &t,
+                &format!("csrf={csrf}&{fields}"),
+            ),
+        )
+        .await;
+        assert_eq!(posted.status, StatusCode::SEE_OTHER);
+        let shown = send(&f.app, page("/settings", Some(&t))).await;
+        assert!(
+            shown.body.contains(&format!(
+                "No config disk was made, nothing was written: {said}"
+            )),
+            "{fields}: {}",
+            shown.body
+        );
+    }
+
     let fresh = send(
         &f.app,
         api(
