@@ -3,8 +3,9 @@
 //! and the settings made so far (kept in memory until then) move onto it. From then on
 //! they survive power-offs; the next boot finds the disk by its label.
 //!
-//! Order: checks (the disk exists, is not mounted, held, snapshotted, exported, read-only
-//! or too small, and is blank unless `overwrite`) → an exclusive `flock` on the device node
+//! Order: checks (the disk exists; is not mounted, held, snapshotted, a snapshot's
+//! difference storage ([`snapcore::JobManager::why_busy`]) or exported; is not read-only or
+//! too small; and is blank unless `overwrite`) → an exclusive `flock` on the device node
 //! (the one snapshot sessions take for their storage) → `mkfs.ext4` → the in-memory state
 //! directory is bind-mounted aside → the new filesystem is mounted on the state directory
 //! → every file is copied over unless the disk already has a newer one (a setting saved
@@ -21,6 +22,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use serde::Serialize;
 use snapcore::devices::{self, Device};
 use snapcore::DeviceError;
+use snapcore::Scanner;
 use utoipa::ToSchema;
 
 use super::exports::ExportSource;
@@ -83,14 +85,9 @@ pub struct ConfigDiskView {
     pub state_dir: Option<String>,
 }
 
-/// The device mounted on `path`, per `/proc/self/mountinfo`.
+/// The device mounted on `path`, per this system's mount table.
 pub fn mounted_on(path: &Path) -> Option<String> {
-    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    snapcore::devices::mountinfo::parse(&text)
-        .into_iter()
-        .rev()
-        .find(|m| m.mount_point == path)
-        .map(|m| m.source)
+    Scanner::system().mount_at(path).map(|m| m.source)
 }
 
 /// Where settings are kept now.
@@ -125,14 +122,10 @@ pub fn adopt(
     let dev = devices::find(&all, query)?.clone();
     check(services, &dev, &all, overwrite)?;
     let label = dev.label();
-    let node = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_CLOEXEC)
-        .open(&dev.path)
-        .map_err(|e| ConfigDiskError::InUse {
-            device: label.clone(),
-            usage: format!("cannot open {}: {e}", dev.path.display()),
-        })?;
+    let node = fs::File::open(&dev.path).map_err(|e| ConfigDiskError::InUse {
+        device: label.clone(),
+        usage: format!("cannot open {}: {e}", dev.path.display()),
+    })?;
     // Snapshot sessions claim their storage with the same lock: neither takes the other's.
     let claimed =
         Flock::lock(node, FlockArg::LockExclusiveNonblock).map_err(|_| ConfigDiskError::InUse {
@@ -156,20 +149,7 @@ fn check(
     overwrite: bool,
 ) -> Result<(), ConfigDiskError> {
     let label = dev.label();
-    let mut usage: Vec<String> = dev.usage().into_iter().collect();
-    for p in all
-        .iter()
-        .filter(|p| p.parent.as_deref() == Some(&dev.name))
-    {
-        if let Some(u) = p.usage() {
-            usage.push(format!("partition {} {u}", p.name));
-        }
-    }
-    for s in services.jobs.list_snapshots() {
-        if s.devices.iter().any(|d| d.device.dev == dev.dev) {
-            usage.push(format!("it is in snapshot {}", s.id));
-        }
-    }
+    let mut usage: Vec<String> = services.jobs.why_busy(dev, all).into_iter().collect();
     let exported = services.exports.referencing(|s| match s {
         ExportSource::Device { device } => {
             *device == dev.id || *device == dev.name || dev.serial.as_deref() == Some(device)
@@ -194,17 +174,13 @@ fn check(
             size: dev.size_bytes,
         });
     }
-    let mut content = dev.content.clone();
-    if content.partition_table.is_none() && !dev.partitions.is_empty() {
-        content.partition_table = Some(devices::PartTable::Mbr);
-    }
-    if !overwrite && !content.is_empty() {
-        return Err(ConfigDiskError::HasData {
+    match dev.data() {
+        Some(content) if !overwrite => Err(ConfigDiskError::HasData {
             device: label,
-            content: content.describe(),
-        });
+            content,
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn format(dev: &Device) -> Result<(), ConfigDiskError> {

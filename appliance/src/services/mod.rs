@@ -99,6 +99,9 @@ impl Services {
     pub fn new(cfg: ServicesConfig) -> Arc<Services> {
         let scanner: Scanner = cfg.jobs.scanner.clone();
         let state_dir = cfg.state_dir.as_deref();
+        let config_device = state_dir
+            .and_then(|dir| scanner.mount_at(dir))
+            .map(|m| m.source);
         let (targets, target_warning) =
             Targets::new(state_dir, cfg.mount_root, cfg.default_target_dir, scanner);
         let (tokens, token_warning) = ApiTokens::new(state_dir);
@@ -113,7 +116,7 @@ impl Services {
             csrf: CsrfKey::random(),
             nbd_ca: std::sync::OnceLock::new(),
             persistent_dir: cfg.state_dir.is_some() && !cfg.ephemeral,
-            config_device: Mutex::new(cfg.state_dir.as_deref().and_then(config_disk::mounted_on)),
+            config_device: Mutex::new(config_device),
             state_dir: cfg.state_dir.clone(),
         });
         for warning in [target_warning, token_warning, export_warning]

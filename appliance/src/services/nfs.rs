@@ -210,14 +210,9 @@ impl NfsConfig {
     }
 }
 
-/// Whether something is mounted on `path` (per `/proc/self/mountinfo`).
+/// Whether something is mounted on `path` (per this system's mount table).
 fn is_mount_point(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    snapcore::devices::mountinfo::parse(&text)
-        .iter()
-        .any(|m| m.mount_point == path)
+    snapcore::Scanner::system().mount_at(path).is_some()
 }
 
 #[cfg(test)]

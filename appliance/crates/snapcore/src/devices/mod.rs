@@ -103,6 +103,41 @@ impl Device {
         (!why.is_empty()).then(|| why.join("; "))
     }
 
+    /// Every reason the device, or (for a disk) one of its partitions in `all`, is in use:
+    /// `mounted at /x`, `partition vda1 held by dm-0`.
+    pub fn usage_in(&self, all: &[Device]) -> Vec<String> {
+        let mut why: Vec<String> = self.usage().into_iter().collect();
+        if self.kind == DeviceKind::Disk {
+            for p in all
+                .iter()
+                .filter(|p| p.parent.as_deref() == Some(self.name.as_str()))
+            {
+                if let Some(u) = p.usage() {
+                    why.push(format!("partition {} {u}", p.name));
+                }
+            }
+        }
+        why
+    }
+
+    /// What the device holds (a filesystem or other signature, a partition table,
+    /// partitions), or `None` when it looks blank.
+    pub fn data(&self) -> Option<String> {
+        let mut content = self.content.clone();
+        if content.partition_table.is_none() && !self.partitions.is_empty() {
+            content.partition_table = Some(PartTable::Mbr);
+        }
+        if content.is_empty() {
+            return None;
+        }
+        let what = content.describe();
+        Some(if self.partitions.is_empty() {
+            what
+        } else {
+            format!("{what} (partitions {})", self.partitions.join(", "))
+        })
+    }
+
     /// Whether `self` and `other` share sectors: the same device, or a disk and one of its
     /// partitions.
     pub fn overlaps(&self, other: &Device) -> bool {
@@ -169,6 +204,14 @@ impl Scanner {
         fs::read_to_string(&self.mountinfo)
             .map(|t| mountinfo::parse(&t))
             .unwrap_or_default()
+    }
+
+    /// The topmost mount on `path`, if something is mounted there.
+    pub fn mount_at(&self, path: &Path) -> Option<Mount> {
+        self.mounts()
+            .into_iter()
+            .rev()
+            .find(|m| m.mount_point == path)
     }
 
     /// Every listed disk, each followed by its partitions, disks sorted by name.

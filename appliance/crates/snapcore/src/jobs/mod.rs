@@ -179,6 +179,28 @@ struct SessionEntry {
     owner: Option<JobId>,
 }
 
+impl Manager {
+    /// See [`JobManager::why_busy`].
+    fn why_busy(&self, dev: &Device, all: &[Device]) -> Option<String> {
+        if let Some(u) = dev.usage_in(all).into_iter().next() {
+            return Some(u);
+        }
+        let sessions: Vec<Arc<SnapshotSession>> = lock(&self.sessions)
+            .values()
+            .map(|e| e.session.clone())
+            .collect();
+        for s in sessions {
+            if s.devices().iter().any(|d| d.device.overlaps(dev)) {
+                return Some(format!("part of snapshot {}", s.id()));
+            }
+            if s.storage_dev() == dev.dev {
+                return Some(format!("difference storage of snapshot {}", s.id()));
+            }
+        }
+        None
+    }
+}
+
 struct Manager {
     cfg: JobManagerConfig,
     jobs: Mutex<BTreeMap<JobId, Arc<Slot>>>,
@@ -421,6 +443,13 @@ impl JobManager {
         };
         session.take()?;
         Ok(session.info())
+    }
+
+    /// Why `dev` must not be written now, if it must not: mounted or held (itself or a
+    /// partition of it, per `all`), part of a live snapshot, or a snapshot's difference
+    /// storage.
+    pub fn why_busy(&self, dev: &Device, all: &[Device]) -> Option<String> {
+        self.mgr.why_busy(dev, all)
     }
 
     /// Every live session: held ones and those of running backups.

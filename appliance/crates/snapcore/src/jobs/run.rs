@@ -398,30 +398,7 @@ fn destination_in_use(ctx: &Ctx, path: &Path) -> Result<Option<String>, JobError
             "{dev} is not a listed disk or partition (snapshot images, loop and RAM devices are not restore targets)"
         )));
     };
-    if let Some(u) = target.usage() {
-        return Ok(Some(u));
-    }
-    for p in all
-        .iter()
-        .filter(|p| p.parent.as_deref() == Some(&target.name))
-    {
-        if let Some(u) = p.usage() {
-            return Ok(Some(format!("partition {} {u}", p.name)));
-        }
-    }
-    let sessions: Vec<Arc<SnapshotSession>> = lock(&ctx.mgr.sessions)
-        .values()
-        .map(|e| e.session.clone())
-        .collect();
-    for s in sessions {
-        if s.devices().iter().any(|d| d.device.overlaps(target)) {
-            return Ok(Some(format!("part of snapshot {}", s.id())));
-        }
-        if s.storage_dev() == dev {
-            return Ok(Some(format!("difference storage of snapshot {}", s.id())));
-        }
-    }
-    Ok(None)
+    Ok(ctx.mgr.why_busy(target, &all))
 }
 
 fn restore(ctx: &Ctx, spec: RestoreSpec) -> Result<JobResult, JobError> {

@@ -53,7 +53,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::devices::{self, Device, DeviceKind, FsType, Scanner};
+use crate::devices::{self, Device, FsType, Scanner};
 use crate::error::SessionError;
 use crate::formats::{SCRATCH_MAGIC, SCRATCH_NOTE, SCRATCH_RESERVED, SCRATCH_VERSION, SECTOR};
 
@@ -242,17 +242,7 @@ fn prepare_device(
             device: s.label(),
         });
     }
-    let mut usage: Vec<String> = dev.usage().into_iter().collect();
-    if dev.kind == DeviceKind::Disk {
-        for p in all
-            .iter()
-            .filter(|p| p.parent.as_deref() == Some(&dev.name))
-        {
-            if let Some(u) = p.usage() {
-                usage.push(format!("partition {} {u}", p.name));
-            }
-        }
-    }
+    let usage = dev.usage_in(all);
     if !usage.is_empty() {
         return Err(SessionError::StorageInUse {
             storage: label,
@@ -267,15 +257,7 @@ fn prepare_device(
     }
     let scratch = dev.content.fs_type == Some(FsType::BlksnapScratch);
     if !scratch && !overwrite {
-        let mut content = dev.content.clone();
-        if content.partition_table.is_none() && !dev.partitions.is_empty() {
-            content.partition_table = Some(devices::PartTable::Mbr);
-        }
-        if !content.is_empty() {
-            let mut what = content.describe();
-            if !dev.partitions.is_empty() {
-                what = format!("{what} (partitions {})", dev.partitions.join(", "));
-            }
+        if let Some(what) = dev.data() {
             return Err(SessionError::StorageHasData {
                 storage: label,
                 content: what,
