@@ -29,7 +29,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::auth::password::write_private;
-use crate::serve::tls::{fingerprint, TlsError};
+use crate::serve::tls::{fingerprint, server_config, TlsError};
 
 /// The CA's private key in the state directory.
 pub const CA_KEY_FILE: &str = "nbd-ca-key.pem";
@@ -118,13 +118,8 @@ pub fn load_or_create(state_dir: &Path, names: &[String]) -> Result<NbdIdentity,
         .signed_by(&leaf_key, &ca, &ca_key)
         .map_err(TlsError::Generate)?;
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Config)?
-        .with_no_client_auth()
-        .with_single_cert(vec![CertificateDer::from(leaf.der().to_vec())], key)
+    let config = server_config(vec![CertificateDer::from(leaf.der().to_vec())], key)
         .map_err(TlsError::Config)?;
     Ok(NbdIdentity {
         config: Arc::new(config),

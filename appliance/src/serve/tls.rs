@@ -71,21 +71,28 @@ pub fn usable(cert_pem: &str, key_pem: &str) -> Result<Usable, CertificateError>
     let info = certificate::describe(leaf)?;
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| CertificateError::BadKey(e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| CertificateError::Unusable(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| match e {
-            rustls::Error::InconsistentKeys(_) => CertificateError::KeyMismatch,
-            other => CertificateError::Unusable(other.to_string()),
-        })?;
+    let mut config = server_config(chain, key).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => CertificateError::KeyMismatch,
+        other => CertificateError::Unusable(other.to_string()),
+    })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Usable {
         config: Arc::new(config),
         info,
     })
+}
+
+/// A TLS server configuration (ring, safe default protocol versions, no client
+/// certificates) serving `chain` (leaf first) with `key`; rustls checks that they match.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
 }
 
 /// Loads `tls-cert.pem` and `tls-key.pem` from `state_dir`, or makes and stores a
