@@ -6,13 +6,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use snapcore::{SessionOptions, Take};
+use snapcore::Take;
 
 use super::failure::{blocking, ApiJson, ApiPath};
 use super::model::{CreateSnapshotRequest, SnapshotDeviceView, SnapshotView};
 use super::{ApiError, AppState};
 use crate::api::error::ErrorBody;
-use crate::services::Level;
 
 /// Every live snapshot.
 #[utoipa::path(get, path = "/api/v1/snapshots", tag = "snapshots",
@@ -45,31 +44,9 @@ pub async fn create(
     let take = if request.take { Take::Now } else { Take::Later };
     let info = blocking(move || {
         let devices: Vec<&str> = request.devices.iter().map(String::as_str).collect();
-        let storage = request.storage.into();
-        Ok(services
-            .jobs
-            .create_snapshot(&devices, &storage, &SessionOptions::default(), take)?)
+        Ok(services.hold_snapshot(&devices, &request.storage.into(), take)?)
     })
     .await?;
-    let names: Vec<&str> = info
-        .devices
-        .iter()
-        .map(|d| d.device.name.as_str())
-        .collect();
-    state.services.events.record(
-        Level::Info,
-        "snapshot",
-        format!(
-            "snapshot {} of {} {} on request",
-            info.id,
-            names.join(", "),
-            if take == Take::Now {
-                "taken"
-            } else {
-                "created (to be taken)"
-            }
-        ),
-    );
     Ok((StatusCode::CREATED, Json(SnapshotView::new(&info, None))))
 }
 
@@ -84,12 +61,7 @@ pub async fn take(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SnapshotView>, ApiError> {
     let services = state.services.clone();
-    let info = blocking(move || Ok(services.jobs.take_snapshot(&id)?)).await?;
-    state.services.events.record(
-        Level::Info,
-        "snapshot",
-        format!("snapshot {} taken on request", info.id),
-    );
+    let info = blocking(move || Ok(services.take_snapshot(&id)?)).await?;
     Ok(Json(SnapshotView::new(&info, None)))
 }
 

@@ -9,7 +9,8 @@ use snapcore::cbt::BackupMode;
 use snapcore::jobs::{
     BackupSpec, ExportFormat, ExportSpec, JobId, JobSpec, RestoreSpec, VerifySpec,
 };
-use snapcore::{DiffStorage, JobError, SessionError};
+use snapcore::session::SessionInfo;
+use snapcore::{DiffStorage, JobError, SessionError, SessionOptions, Take};
 
 use super::exports::{ExportError, ExportSource};
 use super::target::{FileArea, Resolved, TargetError};
@@ -216,6 +217,48 @@ impl Services {
         self.events
             .record(Level::Info, "target", format!("backup {backup} deleted"));
         Ok(())
+    }
+
+    /// Creates a snapshot held on request, taken at once or later, and records it.
+    pub fn hold_snapshot(
+        &self,
+        devices: &[&str],
+        storage: &DiffStorage,
+        take: Take,
+    ) -> Result<SessionInfo, SessionError> {
+        let info = self
+            .jobs
+            .create_snapshot(devices, storage, &SessionOptions::default(), take)?;
+        let names: Vec<&str> = info
+            .devices
+            .iter()
+            .map(|d| d.device.name.as_str())
+            .collect();
+        let what = match take {
+            Take::Now => "taken",
+            Take::Later => "created (to be taken)",
+        };
+        self.events.record(
+            Level::Info,
+            "snapshot",
+            format!(
+                "snapshot {} of {} {what} on request",
+                info.id,
+                names.join(", ")
+            ),
+        );
+        Ok(info)
+    }
+
+    /// Takes a held snapshot created for later, and records it.
+    pub fn take_snapshot(&self, id: &str) -> Result<SessionInfo, JobError> {
+        let info = self.jobs.take_snapshot(id)?;
+        self.events.record(
+            Level::Info,
+            "snapshot",
+            format!("snapshot {} taken on request", info.id),
+        );
+        Ok(info)
     }
 
     /// Destroys a held snapshot, unless an NBD export serves one of its images.

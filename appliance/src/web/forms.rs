@@ -9,7 +9,7 @@ use axum::Form;
 use ipnet::IpNet;
 use serde::Deserialize;
 use snapcore::jobs::{ExportFormat, JobId};
-use snapcore::{DiffStorage, SessionOptions, Take};
+use snapcore::{DiffStorage, Take};
 
 use super::pages::{layout, message};
 use super::views::{bytes, MessagePage};
@@ -353,8 +353,7 @@ pub async fn create_snapshot(
         Ok(storage) => {
             run(&state, move |s| {
                 let names: Vec<&str> = devices.iter().map(String::as_str).collect();
-                Ok(s.jobs
-                    .create_snapshot(&names, &storage, &SessionOptions::default(), take)?)
+                Ok(s.hold_snapshot(&names, &storage, take)?)
             })
             .await
         }
@@ -366,11 +365,6 @@ pub async fn create_snapshot(
     };
     match result {
         Ok(info) => {
-            state.services.events.record(
-                Level::Info,
-                "snapshot",
-                format!("snapshot {} {done_what} on request", info.id),
-            );
             let next = match take {
                 Take::Now => "",
                 Take::Later => " Take it when the disks are in the state you want.",
@@ -407,21 +401,14 @@ pub async fn take_snapshot(
         return *r;
     }
     let shown = id.clone();
-    match run(&state, move |s| Ok(s.jobs.take_snapshot(&id)?)).await {
-        Ok(info) => {
-            state.services.events.record(
-                Level::Info,
-                "snapshot",
-                format!("snapshot {} taken on request", info.id),
-            );
-            done(
-                &state,
-                &session,
-                FlashKind::Success,
-                format!("Snapshot {shown} taken; its images are readable."),
-                &format!("/snapshots/{shown}"),
-            )
-        }
+    match run(&state, move |s| Ok(s.take_snapshot(&id)?)).await {
+        Ok(_) => done(
+            &state,
+            &session,
+            FlashKind::Success,
+            format!("Snapshot {shown} taken; its images are readable."),
+            &format!("/snapshots/{shown}"),
+        ),
         Err(e) => done(
             &state,
             &session,
