@@ -15,7 +15,7 @@ use x509_parser::extensions::GeneralName;
 
 use crate::serve::tls::{self, TlsError};
 use crate::services::unix_now;
-use crate::web::views::time;
+use crate::web::views::time_signed;
 
 /// The largest certificate chain or key accepted, in bytes of PEM.
 pub const MAX_PEM_BYTES: usize = 64 << 10;
@@ -110,12 +110,13 @@ pub fn describe(der: &CertificateDer<'_>) -> Result<CertificateInfo, Certificate
 /// clock, and setting the certificate aside would not help).
 fn check_validity(info: &CertificateInfo) -> Result<(), CertificateError> {
     let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
-    let shown = |t: i64| time(u64::try_from(t).unwrap_or(0));
     if info.not_after_unix < now {
-        return Err(CertificateError::Expired(shown(info.not_after_unix)));
+        return Err(CertificateError::Expired(time_signed(info.not_after_unix)));
     }
     if info.not_before_unix > now {
-        return Err(CertificateError::NotYetValid(shown(info.not_before_unix)));
+        return Err(CertificateError::NotYetValid(time_signed(
+            info.not_before_unix,
+        )));
     }
     Ok(())
 }

@@ -45,7 +45,7 @@ fn fixture_with(prepare: impl FnOnce(&Path)) -> Fixture {
     std::fs::create_dir_all(&state_dir).expect("state");
     prepare(&state_dir);
     let cfg = ServicesConfig {
-        state_dir: Some(state_dir),
+        state_dir: Some(state_dir.clone()),
         ephemeral: false,
         mount_root: dir.path().join("mnt"),
         default_target_dir: dir.path().join("backups"),
@@ -58,9 +58,9 @@ fn fixture_with(prepare: impl FnOnce(&Path)) -> Fixture {
     let services: Arc<Services> = Services::new(cfg);
     let passwords = PasswordStore::in_memory(PASSWORD).expect("hash");
     let (state, _stop) = AppState::with_services(passwords, false, services.clone());
-    let identity = crate::serve::tls::load_or_create(&state_dir_of(&services), &[]).expect("tls");
+    let identity = crate::serve::tls::load_or_create(&state_dir, &[]).expect("tls");
     state.serve_https(HttpsCertificate::new(
-        state_dir_of(&services),
+        state_dir,
         vec![],
         axum_server::tls_rustls::RustlsConfig::from_config(identity.config),
         identity.info,
@@ -70,10 +70,6 @@ fn fixture_with(prepare: impl FnOnce(&Path)) -> Fixture {
         services,
         _dir: dir,
     }
-}
-
-fn state_dir_of(services: &Services) -> std::path::PathBuf {
-    services.state_dir.clone().expect("a state directory")
 }
 
 struct Reply {

@@ -522,7 +522,6 @@ pub struct CertificateBox {
 
 impl From<&CertificateInfo> for CertificateBox {
     fn from(c: &CertificateInfo) -> Self {
-        let shown = |t: i64| time(u64::try_from(t).unwrap_or(0));
         CertificateBox {
             subject: c.subject.clone(),
             issuer: c.issuer.clone(),
@@ -530,8 +529,8 @@ impl From<&CertificateInfo> for CertificateBox {
             names: c.names.join(", "),
             valid: format!(
                 "{} to {}",
-                shown(c.not_before_unix),
-                shown(c.not_after_unix)
+                time_signed(c.not_before_unix),
+                time_signed(c.not_after_unix)
             ),
             fingerprint: c.fingerprint_sha256.clone(),
         }
@@ -662,6 +661,11 @@ pub fn bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+/// [`time`] of a signed time stamp (as X.509 validity has); before 1970 shows as nothing.
+pub fn time_signed(unix: i64) -> String {
+    time(u64::try_from(unix).unwrap_or(0))
 }
 
 /// `2025-01-02 03:04:05 UTC`.

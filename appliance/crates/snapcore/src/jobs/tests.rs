@@ -519,18 +519,17 @@ fn a_corrupted_snapshot_fails_the_backup_with_the_modules_reason() {
     assert!(h.fake.snapshot_collect().unwrap().is_empty());
 }
 
+/// A held snapshot of prod0 with scratch0 as its difference storage.
+fn hold_prod0(jm: &JobManager, take: Take) -> crate::session::SessionInfo {
+    jm.create_snapshot(&["prod0"], &DiffStorage::device("scratch0"), &fast(), take)
+        .unwrap()
+}
+
 #[test]
 fn held_snapshots_and_shutdown() {
     let h = FakeHost::new();
     let jm = manager(&h);
-    let info = jm
-        .create_snapshot(
-            &["prod0"],
-            &DiffStorage::device("scratch0"),
-            &fast(),
-            Take::Now,
-        )
-        .unwrap();
+    let info = hold_prod0(&jm, Take::Now);
     assert_eq!(
         info.devices[0].image.as_deref(),
         Some(h.dev_path("blksnap-image0").as_path())
@@ -547,13 +546,7 @@ fn held_snapshots_and_shutdown() {
         "invalid_argument"
     );
 
-    jm.create_snapshot(
-        &["prod0"],
-        &DiffStorage::device("scratch0"),
-        &fast(),
-        Take::Now,
-    )
-    .unwrap();
+    hold_prod0(&jm, Take::Now);
     jm.shutdown();
     assert!(h.fake.snapshot_collect().unwrap().is_empty());
     let repo = repo_at(&h.tmp.path().join("repo"));
@@ -569,14 +562,7 @@ fn held_snapshots_and_shutdown() {
 fn a_snapshot_created_for_later_is_taken_on_request_once() {
     let h = FakeHost::new();
     let jm = manager(&h);
-    let info = jm
-        .create_snapshot(
-            &["prod0"],
-            &DiffStorage::device("scratch0"),
-            &fast(),
-            Take::Later,
-        )
-        .unwrap();
+    let info = hold_prod0(&jm, Take::Later);
     assert_eq!(info.state, SessionState::Created);
     assert_eq!(info.taken_unix, None);
     assert_eq!(info.devices[0].image, None);
@@ -606,14 +592,7 @@ fn a_snapshot_created_for_later_is_taken_on_request_once() {
     jm.destroy_snapshot(&info.id).unwrap();
 
     // One never taken is destroyed like any other.
-    let later = jm
-        .create_snapshot(
-            &["prod0"],
-            &DiffStorage::device("scratch0"),
-            &fast(),
-            Take::Later,
-        )
-        .unwrap();
+    let later = hold_prod0(&jm, Take::Later);
     jm.destroy_snapshot(&later.id).unwrap();
     assert!(h.fake.snapshot_collect().unwrap().is_empty());
 }
